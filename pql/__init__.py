@@ -1,0 +1,3 @@
+"""pql: product-qualified lead scoring from product usage, written back to the CRM."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,45 @@
+"""CLI command groups. Each module exposes `register(app)`; shared plumbing lives here."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from pql.config import ConfigError, Settings, load_settings
+from pql.db import DataError
+
+EXIT_OK, EXIT_DATA, EXIT_USAGE = 0, 1, 2
+
+console = Console(soft_wrap=True)
+errors = Console(stderr=True, soft_wrap=True)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def settings_of(ctx: typer.Context) -> Settings:
+    """The validated settings for this invocation (from --config, $PQL_CONFIG or ./pql.toml)."""
+    path: Path | None = (ctx.find_root().params or {}).get("config")
+    return load_settings(path)
+
+
+def cli_errors(func: F) -> F:
+    """Turn the pipeline's known failures into one readable message and the documented exit code."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except ConfigError as exc:
+            errors.print(f"[bold red]configuration error[/]\n{exc}", highlight=False, markup=True)
+            sys.exit(EXIT_USAGE)
+        except DataError as exc:
+            errors.print(f"[bold red]run failed on data[/]\n{exc}", highlight=False)
+            sys.exit(EXIT_DATA)
+
+    return wrapper  # type: ignore[return-value]

@@ -1,0 +1,342 @@
+"""Settings: one `pql.toml`, overridden key by key from `PQL_*` environment variables."""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+CONFIG_FILE_ENV = "PQL_CONFIG"
+DEFAULT_CONFIG_FILE = Path("pql.toml")
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+
+
+class ConfigError(Exception):
+    """A configuration problem, worded for the person who has to fix it (exit code 2)."""
+
+
+def _plain_identifier(value: str) -> str:
+    if not _IDENTIFIER.match(value):
+        raise ValueError("must be a plain SQL identifier: a letter or _, then letters, digits or _ (max 63)")
+    return value
+
+
+Identifier = Annotated[str, AfterValidator(_plain_identifier)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AccountsColumns(_Strict):
+    account_id: Identifier = "account_id"
+    name: Identifier = "name"
+    domain: Identifier = "domain"
+    created_at: Identifier = "created_at"
+    employees: Identifier = "employees"
+    industry: Identifier = "industry"
+    country: Identifier = "country"
+
+
+class UsersColumns(_Strict):
+    user_id: Identifier = "user_id"
+    account_id: Identifier = "account_id"
+    created_at: Identifier = "created_at"
+    role: Identifier = "role"
+
+
+class EventsColumns(_Strict):
+    event_id: Identifier = "event_id"
+    user_id: Identifier = "user_id"
+    account_id: Identifier = "account_id"
+    event_name: Identifier = "event_name"
+    occurred_at: Identifier = "occurred_at"
+    properties: Identifier = "properties"
+
+
+class PlanChangesColumns(_Strict):
+    account_id: Identifier = "account_id"
+    changed_at: Identifier = "changed_at"
+    from_plan: Identifier = "from_plan"
+    to_plan: Identifier = "to_plan"
+    trial_ends_at: Identifier = "trial_ends_at"
+    mrr: Identifier = "mrr"
+
+
+class CrmAccountsColumns(_Strict):
+    account_id: Identifier = "account_id"
+    owner: Identifier = "owner"
+    lifecycle_stage: Identifier = "lifecycle_stage"
+    has_open_opportunity: Identifier = "has_open_opportunity"
+    last_touch_at: Identifier = "last_touch_at"
+    do_not_contact: Identifier = "do_not_contact"
+
+
+class AccountsTable(_Strict):
+    name: Identifier = "accounts"
+    columns: AccountsColumns = AccountsColumns()
+
+
+class UsersTable(_Strict):
+    name: Identifier = "users"
+    columns: UsersColumns = UsersColumns()
+
+
+class EventsTable(_Strict):
+    name: Identifier = "events"
+    columns: EventsColumns = EventsColumns()
+
+
+class PlanChangesTable(_Strict):
+    name: Identifier = "plan_changes"
+    columns: PlanChangesColumns = PlanChangesColumns()
+
+
+class CrmAccountsTable(_Strict):
+    name: Identifier = "crm_accounts"
+    columns: CrmAccountsColumns = CrmAccountsColumns()
+
+
+class TablesConfig(_Strict):
+    """Physical names of the contract tables (source side) and of the pipeline's own tables."""
+
+    accounts: AccountsTable = AccountsTable()
+    users: UsersTable = UsersTable()
+    events: EventsTable = EventsTable()
+    plan_changes: PlanChangesTable = PlanChangesTable()
+    crm_accounts: CrmAccountsTable = CrmAccountsTable()
+    pql_scores: Identifier = "pql_scores"
+    pql_score_history: Identifier = "pql_score_history"
+    pql_runs: Identifier = "pql_runs"
+    quarantine: Identifier = "pql_quarantine"
+
+
+class PlansConfig(_Strict):
+    """Which `to_plan` values mean what. Conversion is a change into a paid plan."""
+
+    free: list[str] = ["free"]
+    trial: list[str] = ["trial"]
+    paid: list[str] = ["paid"]
+
+
+class FeaturesConfig(_Strict):
+    snapshot_every_days: int = Field(7, ge=1, le=90, description="an integer from 1 to 90")
+    lookback_days: int = Field(182, ge=7, le=1830, description="an integer from 7 to 1830")
+    label: Literal["converted_to_paid", "opportunity_created"] = Field(
+        "converted_to_paid", description="'converted_to_paid' or 'opportunity_created'"
+    )
+
+
+class PointsRule(_Strict):
+    points: float = Field(description="points for one event (any number)")
+    lifespan_days: int = Field(ge=1, le=365, description="an integer from 1 to 365")
+
+
+class ModelConfig(_Strict):
+    seed: int = Field(0, ge=0, description="a non-negative integer")
+    min_conversions: int = Field(50, ge=1, description="an integer >= 1")
+    promotion_margin_pr_auc: float = Field(0.005, ge=0, le=1, description="a number from 0 to 1")
+    top_k: int = Field(100, ge=1, description="an integer >= 1 (accounts sales can work per run)")
+    bootstrap_rounds: int = Field(200, ge=10, le=5000, description="an integer from 10 to 5000")
+    points: dict[str, PointsRule] = Field(
+        default_factory=dict, description="per key event: {points = N, lifespan_days = N}"
+    )
+
+
+class ScoringConfig(_Strict):
+    tier_policy: Literal["quantile", "threshold"] = Field("quantile", description="'quantile' or 'threshold'")
+    # Cumulative top shares: top 1% very high, next to 10% high, next to 30% medium, rest low.
+    tier_quantiles: dict[str, float] = {"very_high": 0.01, "high": 0.10, "medium": 0.30}
+    tier_probabilities: dict[str, float] = {"very_high": 0.5, "high": 0.25, "medium": 0.10}
+    pql_entry_score: float = Field(60.0, ge=0, le=100, description="a score from 0 to 100")
+    pql_exit_score: float = Field(45.0, ge=0, le=100, description="a score from 0 to 100, below entry")
+    max_new_pqls_per_owner: int = Field(10, ge=1, description="an integer >= 1")
+    max_pql_age_days: int = Field(30, ge=1, description="an integer >= 1")
+    unowned_queue: str = Field("pql-queue", min_length=1, description="a non-empty queue name")
+
+
+CheckPolicy = Literal["fail", "warn", "quarantine"]
+
+
+class ValidationConfig(_Strict):
+    policies: dict[str, CheckPolicy] = Field(
+        default_factory=dict, description="check name -> 'fail', 'warn' or 'quarantine'"
+    )
+    future_tolerance_minutes: int = Field(5, ge=0, description="a non-negative integer")
+    max_duplicate_event_rate: float = Field(0.001, ge=0, le=1, description="a number from 0 to 1")
+    volume_spike_ratio: float = Field(10.0, gt=1, description="a number > 1")
+
+
+class FlowsConfig(_Strict):
+    nightly_cron: str = "0 2 * * *"
+    retrain_cron: str = "0 3 * * 1"
+    task_timeout_seconds: int = Field(3600, ge=1, description="an integer >= 1")
+    retries: int = Field(3, ge=0, le=10, description="an integer from 0 to 10")
+    retry_delay_seconds: int = Field(10, ge=0, description="a non-negative integer")
+    partitions: int = Field(1, ge=1, le=1024, description="an integer from 1 to 1024")
+    dask_address: str | None = None
+
+
+class OutcomesConfig(_Strict):
+    sla_hours: int = Field(24, ge=1, description="an integer >= 1")
+    control_share: float = Field(0.0, ge=0, lt=1, description="a number from 0 (off) to below 1")
+    control_salt: str = "pql-control"
+
+
+class MonitoringConfig(_Strict):
+    psi_warn: float = Field(0.1, ge=0, description="a non-negative number")
+    psi_fail: float = Field(0.25, ge=0, description="a non-negative number")
+    volume_ratio_warn: float = Field(3.0, gt=1, description="a number > 1")
+    breach_policy: Literal["warn", "fail"] = Field("warn", description="'warn' or 'fail'")
+
+
+DEFAULT_KEY_EVENTS = [
+    "invite_teammate",
+    "connect_integration",
+    "hit_usage_limit",
+    "view_pricing",
+    "create_project",
+    "export_report",
+]
+
+
+class Settings(BaseSettings):
+    """Everything the pipeline can be told. Defaults give a working embedded (DuckDB) setup."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="PQL_", env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    source_url: str | None = Field(None, description="a SQLAlchemy URL, e.g. postgresql+psycopg://u@h/db")
+    crm_url: str | None = Field(None, description="a SQLAlchemy URL; defaults to source_url")
+    state_dir: Path = Field(Path(".pql"), description="a directory path")
+    registry_path: Path | None = Field(None, description="a directory path; defaults to <state_dir>/models")
+    timezone: str = Field("UTC", description="an IANA time zone such as 'Europe/Paris'")
+    horizon_days: int = Field(30, ge=1, le=365, description="an integer from 1 to 365")
+    key_events: list[Identifier] = Field(
+        default_factory=lambda: list(DEFAULT_KEY_EVENTS),
+        min_length=1,
+        description="a non-empty list of event names, each a plain identifier",
+    )
+    tables: TablesConfig = TablesConfig()
+    plans: PlansConfig = PlansConfig()
+    features: FeaturesConfig = FeaturesConfig()
+    model: ModelConfig = ModelConfig()
+    scoring: ScoringConfig = ScoringConfig()
+    validation: ValidationConfig = ValidationConfig()
+    flows: FlowsConfig = FlowsConfig()
+    outcomes: OutcomesConfig = OutcomesConfig()
+    monitoring: MonitoringConfig = MonitoringConfig()
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError("unknown time zone") from exc
+        return value
+
+    @field_validator("source_url", "crm_url")
+    @classmethod
+    def _parsable_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            make_url(value)
+        except ArgumentError as exc:
+            raise ValueError("not a SQLAlchemy URL (dialect+driver://user:password@host/database)") from exc
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The file's values arrive as init arguments; the environment must win over them.
+        return env_settings, init_settings
+
+    @property
+    def source_database_url(self) -> str:
+        return self.source_url or f"duckdb:///{(self.state_dir / 'pql.duckdb').as_posix()}"
+
+    @property
+    def crm_database_url(self) -> str:
+        return self.crm_url or self.source_database_url
+
+    @property
+    def model_registry_path(self) -> Path:
+        return self.registry_path or self.state_dir / "models"
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+def _env_name(loc: tuple[Any, ...]) -> str:
+    return "PQL_" + "__".join(str(part) for part in loc).upper()
+
+
+def _allowed(loc: tuple[Any, ...]) -> str | None:
+    """The field description ('what is allowed') for a validation error location."""
+    model: Any = Settings
+    field = None
+    for part in loc:
+        fields = getattr(model, "model_fields", None)
+        if not fields or part not in fields:
+            return field.description if field is not None else None
+        field = fields[part]
+        model = field.annotation
+    return field.description if field is not None else None
+
+
+def _describe(error: dict[str, Any], origin: str) -> str:
+    loc = tuple(error["loc"])
+    key = ".".join(str(part) for part in loc)
+    where = _env_name(loc) if _env_name(loc) in os.environ else origin
+    if error["type"] == "extra_forbidden":
+        return f"{where}: unknown key '{key}'. Remove it or check its spelling against the README."
+    allowed = _allowed(loc)
+    message = f"{where}: invalid value for '{key}': {error.get('input')!r} ({error['msg']})."
+    return message + (f" Allowed: {allowed}." if allowed else "")
+
+
+def config_path(explicit: Path | None = None) -> Path | None:
+    """The configuration file to read: explicit, then $PQL_CONFIG, then ./pql.toml if present."""
+    if explicit is not None:
+        return explicit
+    if os.environ.get(CONFIG_FILE_ENV):
+        return Path(os.environ[CONFIG_FILE_ENV])
+    return DEFAULT_CONFIG_FILE if DEFAULT_CONFIG_FILE.exists() else None
+
+
+def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
+    """Read and validate the settings; raise ConfigError with one readable message per problem."""
+    path = config_path(path)
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError as exc:
+            raise ConfigError(f"{path}: configuration file not found. Create it or unset {CONFIG_FILE_ENV}.") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}. Fix the syntax at that line.") from exc
+    data.update(overrides)
+    try:
+        return Settings(**data)
+    except ValidationError as exc:
+        origin = str(path) if path is not None else "settings"
+        raise ConfigError("\n".join(_describe(err, origin) for err in exc.errors())) from exc

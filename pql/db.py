@@ -1,0 +1,84 @@
+"""Database connections: one engine per URL, created lazily, always disposed."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+
+from pql.config import Settings
+from pql.schema import OutputTables, SourceTables, output_tables, source_tables
+
+
+class DataError(Exception):
+    """A run that failed on its data (exit code 1); the message says what to do."""
+
+
+def redacted(url: str | sa.URL) -> str:
+    """The URL with its password masked, for logs, artifacts and the run ledger."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def dialect_name(url: str) -> str:
+    return make_url(url).get_backend_name()
+
+
+def create_engine(url: str) -> sa.Engine:
+    """An engine for `url`; embedded database files get their folder created first."""
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend in ("duckdb", "sqlite") and parsed.database not in (None, "", ":memory:"):
+        Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    if backend == "sqlite":
+        return sa.create_engine(url, connect_args={"timeout": 30})
+    if backend == "postgresql":
+        return sa.create_engine(url, pool_pre_ping=True)
+    return sa.create_engine(url)
+
+
+@dataclass
+class Databases:
+    """The source and CRM databases of one run. Shares one engine when both URLs are the same."""
+
+    settings: Settings
+    _engines: dict[str, sa.Engine] = field(default_factory=dict)
+
+    def _engine(self, url: str) -> sa.Engine:
+        if url not in self._engines:
+            self._engines[url] = create_engine(url)
+        return self._engines[url]
+
+    @property
+    def source(self) -> sa.Engine:
+        return self._engine(self.settings.source_database_url)
+
+    @property
+    def crm(self) -> sa.Engine:
+        return self._engine(self.settings.crm_database_url)
+
+    @property
+    def source_tables(self) -> SourceTables:
+        return source_tables(self.settings.tables)
+
+    @property
+    def output_tables(self) -> OutputTables:
+        return output_tables(self.settings.tables)
+
+    def dispose(self) -> None:
+        for engine in self._engines.values():
+            engine.dispose()
+        self._engines.clear()
+
+
+@contextmanager
+def databases(settings: Settings) -> Iterator[Databases]:
+    """The run's databases, disposed on exit so embedded files are closed and nothing leaks at exit."""
+    dbs = Databases(settings)
+    try:
+        yield dbs
+    finally:
+        dbs.dispose()
