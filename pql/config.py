@@ -331,7 +331,9 @@ def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
         try:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError as exc:
-            raise ConfigError(f"{path}: configuration file not found. Create it or unset {CONFIG_FILE_ENV}.") from exc
+            raise ConfigError(
+                f"{path}: configuration file not found. Create it or unset {CONFIG_FILE_ENV}."
+            ) from exc
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: not valid TOML: {exc}. Fix the syntax at that line.") from exc
     data.update(overrides)
