@@ -9,7 +9,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 CONFIG_FILE_ENV = "PQL_CONFIG"
@@ -149,6 +157,9 @@ class ModelConfig(_Strict):
     )
 
 
+TIERS = ("very_high", "high", "medium", "low")
+
+
 class ScoringConfig(_Strict):
     tier_policy: Literal["quantile", "threshold"] = Field("quantile", description="'quantile' or 'threshold'")
     # Cumulative top shares: top 1% very high, next to 10% high, next to 30% medium, rest low.
@@ -159,6 +170,29 @@ class ScoringConfig(_Strict):
     max_new_pqls_per_owner: int = Field(10, ge=1, description="an integer >= 1")
     max_pql_age_days: int = Field(30, ge=1, description="an integer >= 1")
     unowned_queue: str = Field("pql-queue", min_length=1, description="a non-empty queue name")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ScoringConfig:
+        if self.pql_exit_score > self.pql_entry_score:
+            raise ValueError(
+                "pql_exit_score must not be above pql_entry_score (hysteresis needs exit <= entry)"
+            )
+        for name, cuts in (
+            ("tier_quantiles", self.tier_quantiles),
+            ("tier_probabilities", self.tier_probabilities),
+        ):
+            if set(cuts) != set(TIERS[:-1]):
+                raise ValueError(f"{name} needs exactly the keys {', '.join(TIERS[:-1])}")
+            values = [cuts[tier] for tier in TIERS[:-1]]
+            if not all(0 < v <= 1 for v in values):
+                raise ValueError(f"{name} values must be in (0, 1]")
+        q = [self.tier_quantiles[t] for t in TIERS[:-1]]
+        p = [self.tier_probabilities[t] for t in TIERS[:-1]]
+        if q != sorted(q) or p != sorted(p, reverse=True):
+            raise ValueError(
+                "tier cut-offs must grow from very_high to medium (quantiles) or fall (probabilities)"
+            )
+        return self
 
 
 CheckPolicy = Literal["fail", "warn", "quarantine"]
@@ -174,8 +208,6 @@ class ValidationConfig(_Strict):
 
 
 class FlowsConfig(_Strict):
-    nightly_cron: str = "0 2 * * *"
-    retrain_cron: str = "0 3 * * 1"
     task_timeout_seconds: int = Field(3600, ge=1, description="an integer >= 1")
     retries: int = Field(3, ge=0, le=10, description="an integer from 0 to 10")
     retry_delay_seconds: int = Field(10, ge=0, description="a non-negative integer")

@@ -110,3 +110,8 @@ def test_the_cli_reads_an_explicit_config_file(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["--config", str(path), "init"])
     assert result.exit_code == 2
     assert "other.toml: invalid value for 'timezone'" in result.output
+
+
+def test_the_documented_example_file_states_the_defaults() -> None:
+    example = Path(__file__).parents[1] / "docs" / "pql.example.toml"
+    assert load_settings(example) == load_settings()
