@@ -1,0 +1,1 @@
+"""Point-in-time account features, labels and training sets, computed in the database."""

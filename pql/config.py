@@ -213,6 +213,8 @@ class FlowsConfig(_Strict):
     retry_delay_seconds: int = Field(10, ge=0, description="a non-negative integer")
     partitions: int = Field(1, ge=1, le=1024, description="an integer from 1 to 1024")
     dask_address: str | None = None
+    # How long a run waits for another run writing to the same CRM before it gives up.
+    lock_timeout_seconds: int = Field(600, ge=0, description="a non-negative integer (0: fail at once)")
 
 
 class OutcomesConfig(_Strict):

@@ -88,7 +88,7 @@ def test_a_bad_environment_value_names_the_variable(monkeypatch: pytest.MonkeyPa
 
 def test_a_toml_syntax_error_is_reported_with_the_file(tmp_path: Path) -> None:
     write_config(tmp_path / "pql.toml", "horizon_days = = 3\n")
-    with pytest.raises(ConfigError, match="pql.toml: not valid TOML"):
+    with pytest.raises(ConfigError, match=r"pql\.toml: not valid TOML"):
         load_settings()
 
 

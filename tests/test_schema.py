@@ -56,7 +56,9 @@ def test_configured_physical_names_are_used_while_code_keeps_contract_keys(duckd
 def test_bulk_insert_rolls_back_with_its_transaction(any_db_url: str) -> None:
     tables = source_tables(load_settings().tables)
     engine = create_engine(any_db_url)
-    frame = pd.DataFrame({"account_id": ["a1", "a2"], "created_at": pd.to_datetime(["2025-01-01", "2025-01-02"])})
+    frame = pd.DataFrame(
+        {"account_id": ["a1", "a2"], "created_at": pd.to_datetime(["2025-01-01", "2025-01-02"])}
+    )
     try:
         create_tables(engine, tables)
         try:

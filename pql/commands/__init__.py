@@ -16,8 +16,10 @@ from pql.db import DataError
 
 EXIT_OK, EXIT_DATA, EXIT_USAGE = 0, 1, 2
 
-console = Console(soft_wrap=True)
-errors = Console(stderr=True, soft_wrap=True)
+# Piped output (make demo, logs, CI) gets a wide page rather than rich's 80-column fallback.
+_PAGE = None if sys.stdout.isatty() else 150
+console = Console(soft_wrap=True, width=_PAGE)
+errors = Console(stderr=True, soft_wrap=True, width=_PAGE)
 
 F = TypeVar("F", bound=Callable[..., Any])
 

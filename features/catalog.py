@@ -1,0 +1,363 @@
+"""Every feature the builder produces: its name, family, definition, window, unit and reason group.
+
+This is the single source of the feature list. The builder's output columns, the model's input
+columns and the generated reference (`docs/features.md`) all come from `feature_specs`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from pql.config import ConfigError, Settings
+
+ACTIVITY_WINDOWS_DAYS = (1, 7, 28)
+ACTIVE_DAYS_WINDOWS_DAYS = (7, 28)
+ACTIVE_USERS_WINDOWS_DAYS = (7, 28)
+NEW_USERS_WINDOWS_DAYS = (14, 28)
+KEY_EVENT_WINDOWS_DAYS = (7, 28)
+LONGEST_WINDOW_DAYS = 28
+MOMENTUM_RECENT_DAYS = 7
+MOMENTUM_PRIOR_DAYS = 21
+
+# Reason groups for the default key events, in words a sales rep uses; other key events are their own group.
+KEY_EVENT_GROUPS = {
+    "invite_teammate": "team_invites",
+    "connect_integration": "integrations",
+    "hit_usage_limit": "usage_limits",
+    "view_pricing": "pricing_interest",
+    "create_project": "projects",
+    "export_report": "exports",
+}
+
+# The rules every definition below relies on (rendered at the top of the reference).
+CONVENTIONS = (
+    (
+        "Point in time",
+        "Every feature for a snapshot `as_of` uses only rows strictly before it: events with "
+        "`occurred_at < as_of`, users and accounts with `created_at < as_of`, plan changes with "
+        "`changed_at < as_of`. A snapshot has one row per account created before `as_of`.",
+    ),
+    (
+        "Instants",
+        "`as_of` and every stored timestamp are naive UTC. A local date or time in the configured "
+        "`timezone` is converted once, at the edge (`pql.clock.to_utc_naive`), before it reaches the "
+        "builder.",
+    ),
+    (
+        "Windows",
+        "A window of N days is the half-open interval `[as_of - N x 24 h, as_of)`: an event exactly "
+        "N days before `as_of` is inside it, an event at `as_of` is not.",
+    ),
+    (
+        "Days",
+        "Day k before `as_of` is `[as_of - k x 24 h, as_of - (k-1) x 24 h)`. For the nightly `as_of` "
+        "(midnight in the configured time zone) these are that zone's calendar days, except around a "
+        "daylight-saving change, where they are shifted by the hour gained or lost. A day counted by "
+        "`count_active_days_*` is one of these, so the 7-day count is never above 7. Durations "
+        "(`days_*`) are exact fractional days: seconds / 86400.",
+    ),
+    (
+        "Missing values",
+        "Counts are 0 when nothing happened (an account with no events has `count_events_28d = 0`). "
+        "A feature is null only when it is unknown or undefined: no event ever before `as_of` "
+        "(recency), no full baseline to compare with (momentum), no users (share), not in a trial "
+        "(trial days), a blank firmographic column.",
+    ),
+    (
+        "Scope",
+        "Events and users without an `account_id`, and events of account ids missing from `accounts`, "
+        "belong to no account and are ignored.",
+    ),
+    (
+        "Plan",
+        "The plan at `as_of` is the `to_plan` of the account's latest plan change strictly before it, "
+        "mapped to `free`, `trial` or `paid` through `plans` in the settings; an account with no plan change "
+        "yet is `free`. A trial whose `trial_ends_at` is at or before `as_of` has ended, so the account "
+        "counts as `free` until a later change says otherwise. A `to_plan` missing from the settings "
+        "stops the build with an error naming it. An account is eligible for scoring when it is not on "
+        "a paid plan at `as_of`.",
+    ),
+)
+
+Kind = Literal["numeric", "categorical"]
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """One feature column: what it is, over which window, in which unit, and its reason group."""
+
+    name: str
+    family: str
+    kind: Kind
+    definition: str
+    window: str
+    group: str
+    unit: str
+
+
+def _window(days: int) -> str:
+    return f"[as_of - {days}d, as_of)"
+
+
+def _plural(days: int) -> str:
+    return "1 day" if days == 1 else f"{days} days"
+
+
+def _activity() -> list[FeatureSpec]:
+    specs = [
+        FeatureSpec(
+            f"count_events_{days}d",
+            "activity",
+            "numeric",
+            f"Events of the account in the last {_plural(days)}.",
+            _window(days),
+            "engagement",
+            "events",
+        )
+        for days in ACTIVITY_WINDOWS_DAYS
+    ]
+    specs += [
+        FeatureSpec(
+            f"count_active_days_{days}d",
+            "activity",
+            "numeric",
+            f"Days, of the last {days}, with at least one event of the account (0 to {days}).",
+            _window(days),
+            "engagement",
+            "days",
+        )
+        for days in ACTIVE_DAYS_WINDOWS_DAYS
+    ]
+    return specs
+
+
+def _people() -> list[FeatureSpec]:
+    specs = [
+        FeatureSpec(
+            "count_users",
+            "people",
+            "numeric",
+            "Users of the account created before as_of.",
+            "before as_of",
+            "team_activity",
+            "users",
+        )
+    ]
+    specs += [
+        FeatureSpec(
+            f"count_active_users_{days}d",
+            "people",
+            "numeric",
+            f"Distinct users with at least one event of the account in the last {days} days.",
+            _window(days),
+            "team_activity",
+            "users",
+        )
+        for days in ACTIVE_USERS_WINDOWS_DAYS
+    ]
+    specs.append(
+        FeatureSpec(
+            f"share_users_active_{LONGEST_WINDOW_DAYS}d",
+            "people",
+            "numeric",
+            f"count_active_users_{LONGEST_WINDOW_DAYS}d / count_users; null when the account has no users "
+            "(above 1 only when events name users missing from the users table).",
+            _window(LONGEST_WINDOW_DAYS),
+            "team_activity",
+            "share (0-1)",
+        )
+    )
+    specs += [
+        FeatureSpec(
+            f"count_new_users_{days}d",
+            "people",
+            "numeric",
+            f"Users of the account created in the last {days} days.",
+            _window(days),
+            "team_activity",
+            "users",
+        )
+        for days in NEW_USERS_WINDOWS_DAYS
+    ]
+    return specs
+
+
+def _breadth() -> list[FeatureSpec]:
+    days = LONGEST_WINDOW_DAYS
+    return [
+        FeatureSpec(
+            f"count_distinct_event_types_{days}d",
+            "breadth",
+            "numeric",
+            f"Distinct event names among the account's events in the last {days} days.",
+            _window(days),
+            "breadth",
+            "event types",
+        )
+    ]
+
+
+def _key_events(settings: Settings) -> list[FeatureSpec]:
+    return [
+        FeatureSpec(
+            f"count_{event}_{days}d",
+            "key_events",
+            "numeric",
+            f"`{event}` events of the account in the last {days} days.",
+            _window(days),
+            KEY_EVENT_GROUPS.get(event, event),
+            "events",
+        )
+        for event in settings.key_events
+        for days in KEY_EVENT_WINDOWS_DAYS
+    ]
+
+
+def _recency(settings: Settings) -> list[FeatureSpec]:
+    keys = ", ".join(f"`{event}`" for event in settings.key_events)
+    return [
+        FeatureSpec(
+            "days_since_last_event",
+            "recency",
+            "numeric",
+            "Days from the account's last event before as_of to as_of; null when it has no event "
+            "before as_of.",
+            "before as_of",
+            "recency",
+            "days",
+        ),
+        FeatureSpec(
+            "days_since_last_key_event",
+            "recency",
+            "numeric",
+            f"Days from the account's last key event ({keys}) before as_of to as_of; null when none.",
+            "before as_of",
+            "recency",
+            "days",
+        ),
+    ]
+
+
+def _momentum() -> list[FeatureSpec]:
+    recent, prior = MOMENTUM_RECENT_DAYS, MOMENTUM_PRIOR_DAYS
+    return [
+        FeatureSpec(
+            f"ratio_momentum_{recent}d_vs_prior_{prior}d",
+            "momentum",
+            "numeric",
+            f"Events in the last {recent} days divided by the weekly average of the {prior} days before "
+            f"them (events in [as_of - {recent + prior}d, as_of - {recent}d) x {recent} / {prior}); "
+            f"1 is a steady pace, above 1 speeding up. Null when the account is younger than "
+            f"{recent + prior} days (its baseline is incomplete) or had no event in those {prior} days "
+            "(no pace to compare with).",
+            f"[as_of - {recent + prior}d, as_of)",
+            "momentum",
+            "ratio",
+        )
+    ]
+
+
+def _lifecycle() -> list[FeatureSpec]:
+    return [
+        FeatureSpec(
+            "days_tenure",
+            "lifecycle",
+            "numeric",
+            "Days from the account's created_at to as_of.",
+            "before as_of",
+            "tenure",
+            "days",
+        ),
+        FeatureSpec(
+            "plan",
+            "lifecycle",
+            "categorical",
+            "Plan at as_of: 'free', 'trial' or 'paid' (see Plan above).",
+            "before as_of",
+            "plan",
+            "category",
+        ),
+        FeatureSpec(
+            "days_in_trial",
+            "lifecycle",
+            "numeric",
+            "Days from the start of the current trial (the plan change into it) to as_of; "
+            "null when not in a trial at as_of.",
+            "before as_of",
+            "trial",
+            "days",
+        ),
+        FeatureSpec(
+            "days_left_in_trial",
+            "lifecycle",
+            "numeric",
+            "Days from as_of to the current trial's trial_ends_at (above 0); null when not in a trial "
+            "at as_of or when the trial has no end date.",
+            "before as_of",
+            "trial",
+            "days",
+        ),
+    ]
+
+
+def _fit() -> list[FeatureSpec]:
+    return [
+        FeatureSpec(
+            "employees",
+            "fit",
+            "numeric",
+            "Company size from accounts.employees; null when unknown.",
+            "account attribute",
+            "company_size",
+            "employees",
+        ),
+        FeatureSpec(
+            "industry",
+            "fit",
+            "categorical",
+            "accounts.industry; null when unknown.",
+            "account attribute",
+            "industry",
+            "category",
+        ),
+        FeatureSpec(
+            "country",
+            "fit",
+            "categorical",
+            "accounts.country; null when unknown.",
+            "account attribute",
+            "country",
+            "category",
+        ),
+    ]
+
+
+def feature_specs(settings: Settings) -> list[FeatureSpec]:
+    """Every feature column, in output order, for the configured key events."""
+    specs = [
+        *_activity(),
+        *_people(),
+        *_breadth(),
+        *_key_events(settings),
+        *_recency(settings),
+        *_momentum(),
+        *_lifecycle(),
+        *_fit(),
+    ]
+    names = [spec.name for spec in specs]
+    clashes = sorted({name for name in names if names.count(name) > 1})
+    if clashes:
+        raise ConfigError(
+            f"key_events: {', '.join(clashes)} would name two features the same; "
+            "rename or drop the key event that produces it."
+        )
+    return specs
+
+
+def model_columns(settings: Settings) -> tuple[list[str], list[str]]:
+    """(numeric, categorical) model input columns, in catalog order."""
+    specs = feature_specs(settings)
+    numeric = [spec.name for spec in specs if spec.kind == "numeric"]
+    categorical = [spec.name for spec in specs if spec.kind == "categorical"]
+    return numeric, categorical

@@ -1,0 +1,64 @@
+"""Portable SQL building blocks: the same Core expression compiles on DuckDB, SQLite and PostgreSQL.
+
+Time arithmetic is deliberately absent: every instant a query compares against (window starts, day
+boundaries, horizon ends) is computed in Python and bound as a parameter, so comparisons are exact to
+the microsecond on every engine and no dialect-specific date function is needed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+
+from pql.config import ConfigError
+
+# Bound parameters one statement may carry: SQLite's compile-time default since 3.32, PostgreSQL's
+# wire-protocol limit. DuckDB has none.
+MAX_BOUND_PARAMETERS = {"sqlite": 32766, "postgresql": 65535}
+
+
+def rows_cte(name: str, columns: Sequence[tuple[str, sa.types.TypeEngine]], rows: Sequence[tuple]) -> sa.CTE:
+    """A CTE holding `rows` as typed bound parameters (`SELECT ... UNION ALL SELECT ...`).
+
+    `VALUES` lists would be shorter, but SQLite cannot name their columns in a FROM clause.
+    """
+    if not rows:
+        raise ValueError(f"{name}: a rows CTE needs at least one row")
+    selects = [
+        sa.select(
+            *(
+                sa.bindparam(None, value, type_=type_).label(column)
+                for (column, type_), value in zip(columns, row, strict=True)
+            )
+        )
+        for row in rows
+    ]
+    query = selects[0] if len(selects) == 1 else sa.union_all(*selects)
+    return query.cte(name)
+
+
+def count_where(condition: sa.ColumnElement[bool]) -> sa.ColumnElement[int]:
+    """`COUNT(CASE WHEN condition THEN 1 END)`: rows meeting `condition` (0 when none)."""
+    return sa.func.count(sa.case((condition, sa.literal_column("1"))))
+
+
+def bound_parameter_count(statement: sa.Executable, dialect: sa.Dialect) -> int:
+    """How many parameters `statement` binds on `dialect` (IN lists expanded)."""
+    return len(statement.compile(dialect=dialect, compile_kwargs={"render_postcompile": True}).params)
+
+
+def parameter_limit(dialect: sa.Dialect) -> int | None:
+    """The most parameters one statement may bind on `dialect` (None: no practical limit)."""
+    return MAX_BOUND_PARAMETERS.get(dialect.name)
+
+
+def check_parameter_budget(needed: int, dialect: sa.Dialect, what: str) -> None:
+    """Raise ConfigError when a statement needing `needed` parameters exceeds what `dialect` accepts."""
+    limit = parameter_limit(dialect)
+    if limit is not None and needed > limit:
+        raise ConfigError(
+            f"{what} needs {needed} bound parameters in one statement; {dialect.name} accepts at most "
+            f"{limit}. Pass fewer snapshot dates (raise features.snapshot_every_days or lower "
+            "features.lookback_days), or use DuckDB."
+        )

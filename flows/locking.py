@@ -1,0 +1,241 @@
+"""The locks that keep two runs writing to the same CRM (or model registry) from interleaving.
+
+PostgreSQL: a session-level advisory lock held on a dedicated connection for the whole run; the
+server releases it if the process dies. Embedded databases (DuckDB, SQLite): an exclusive `flock` on a
+file next to the database file, which the kernel releases if the process dies. Any other CRM
+database: the same kind of file lock in the state directory, which guards runs sharing that directory.
+
+The lock lives in the CRM database rather than in the orchestrator, so it holds whichever way a run
+starts: `pql score`, a served deployment, a worker, or two Prefect servers pointed at one CRM.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import socket
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO
+
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+
+from pql.config import Settings
+from pql.db import DataError, redacted
+
+LOCK_NAME = "crm-write"
+_POLL_SECONDS = 0.2
+_LOCK_TIMEOUT_SQLSTATE = "55P03"
+
+
+class RunLockBusy(DataError):
+    """Another run holds the lock on this CRM and did not let go within the timeout."""
+
+
+def lock_keys(settings: Settings, name: str = LOCK_NAME) -> tuple[int, int]:
+    """Two non-negative 31-bit advisory-lock keys for `name` on this pipeline's output tables."""
+    digest = hashlib.sha256(f"pql:{name}:{settings.tables.pql_scores}".encode()).digest()
+    return (
+        int.from_bytes(digest[:4], "big") & 0x7FFFFFFF,
+        int.from_bytes(digest[4:8], "big") & 0x7FFFFFFF,
+    )
+
+
+def lock_file(settings: Settings, name: str = LOCK_NAME) -> Path:
+    """Where the file lock for this CRM lives: beside an embedded database file, else the state dir."""
+    url = make_url(settings.crm_database_url)
+    database = url.database or ""
+    if url.get_backend_name() in ("duckdb", "sqlite") and database not in ("", ":memory:"):
+        target = Path(database).expanduser().resolve()
+        return target.with_name(f"{target.name}.{name}.lock")
+    digest = hashlib.sha256(redacted(url).encode()).hexdigest()[:16]
+    return settings.state_dir / "locks" / f"{name}-{digest}.lock"
+
+
+def _busy_message(settings: Settings, waited: float, holder: str) -> str:
+    return (
+        f"another pql run is writing to the CRM {redacted(settings.crm_database_url)} ({holder}); "
+        f"waited {waited:.0f} s for it to finish. Let it finish, or stop it, then run again "
+        "(raise flows.lock_timeout_seconds to wait longer)."
+    )
+
+
+def _waiting_message(timeout_seconds: float, holder: str) -> str:
+    return f"another run holds the CRM run lock ({holder}); waiting up to {timeout_seconds:g} s for it"
+
+
+@contextmanager
+def run_lock(
+    settings: Settings,
+    *,
+    timeout_seconds: float,
+    holder: str = "pql run",
+    on_wait: Callable[[str], None] | None = None,
+    name: str = LOCK_NAME,
+) -> Iterator[None]:
+    """Hold the CRM's run lock; wait up to `timeout_seconds` for it, then raise RunLockBusy.
+
+    `holder` describes this run to whoever finds the lock taken; `on_wait` is told, once, that the
+    lock is taken and this run is waiting.
+    """
+    if make_url(settings.crm_database_url).get_backend_name() == "postgresql":
+        lock = _advisory_lock(settings, timeout_seconds, holder, on_wait, name)
+    else:
+
+        def busy(waited: float, holder: str) -> str:
+            return _busy_message(settings, waited, holder)
+
+        lock = _file_lock(lock_file(settings, name), timeout_seconds, holder, on_wait, busy)
+    with lock:
+        yield
+
+
+@contextmanager
+def registry_lock(
+    settings: Settings,
+    *,
+    timeout_seconds: float,
+    holder: str = "pql retrain",
+    on_wait: Callable[[str], None] | None = None,
+) -> Iterator[None]:
+    """Hold the model registry's lock, so two retrains never promote over each other."""
+    root = settings.model_registry_path
+
+    def busy(waited: float, holder: str) -> str:
+        return (
+            f"another retrain is writing to the model registry {root} ({holder}); waited {waited:.0f} s. "
+            "Let it finish, then run again."
+        )
+
+    with _file_lock(root / ".retrain.lock", timeout_seconds, holder, on_wait, busy):
+        yield
+
+
+@contextmanager
+def _advisory_lock(
+    settings: Settings,
+    timeout_seconds: float,
+    holder: str,
+    on_wait: Callable[[str], None] | None,
+    name: str,
+) -> Iterator[None]:
+    keys = {"k1": lock_keys(settings, name)[0], "k2": lock_keys(settings, name)[1]}
+    # A connection of its own, outside any pool, in autocommit: the lock belongs to this session
+    # and must not pin a transaction open for the length of the run.
+    engine = sa.create_engine(
+        settings.crm_database_url,
+        poolclass=sa.pool.NullPool,
+        isolation_level="AUTOCOMMIT",
+        connect_args={"application_name": holder[:63]},
+    )
+    try:
+        with engine.connect() as conn:
+            taken = conn.execute(sa.text("SELECT pg_try_advisory_lock(:k1, :k2)"), keys).scalar()
+            if not taken:
+                _wait_for_advisory_lock(conn, settings, keys, timeout_seconds, on_wait)
+            try:
+                yield
+            finally:
+                conn.execute(sa.text("SELECT pg_advisory_unlock(:k1, :k2)"), keys)
+    finally:
+        engine.dispose()
+
+
+def _advisory_holder(conn: sa.Connection, keys: dict[str, int]) -> str:
+    row = conn.execute(
+        sa.text(
+            "SELECT a.pid, a.application_name, a.backend_start FROM pg_locks l "
+            "JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' AND l.granted "
+            "AND l.classid = :k1 AND l.objid = :k2 AND l.objsubid = 2"
+        ),
+        keys,
+    ).first()
+    if row is None:
+        return "holder unknown"
+    since = row.backend_start.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return f"held by '{row.application_name or 'unnamed'}', server pid {row.pid}, since {since}"
+
+
+def _wait_for_advisory_lock(
+    conn: sa.Connection,
+    settings: Settings,
+    keys: dict[str, int],
+    timeout_seconds: float,
+    on_wait: Callable[[str], None] | None,
+) -> None:
+    holder = _advisory_holder(conn, keys)
+    if timeout_seconds <= 0:
+        raise RunLockBusy(_busy_message(settings, 0, holder))
+    if on_wait is not None:
+        on_wait(_waiting_message(timeout_seconds, holder))
+    started = time.monotonic()
+    conn.execute(sa.text(f"SET lock_timeout = {int(timeout_seconds * 1000)}"))
+    try:
+        conn.execute(sa.text("SELECT pg_advisory_lock(:k1, :k2)"), keys)
+    except sa.exc.OperationalError as exc:
+        if getattr(exc.orig, "sqlstate", None) != _LOCK_TIMEOUT_SQLSTATE:
+            raise
+        raise RunLockBusy(_busy_message(settings, time.monotonic() - started, holder)) from None
+    finally:
+        conn.execute(sa.text("RESET lock_timeout"))
+
+
+def _file_holder(handle: IO[str]) -> str:
+    handle.seek(0)
+    try:
+        info = json.loads(handle.read() or "{}")
+    except json.JSONDecodeError:
+        info = {}
+    if not info:
+        return "holder unknown"
+    return f"held by '{info['holder']}', pid {info['pid']} on {info['host']}, since {info['since']}"
+
+
+def _claim(handle: IO[str], holder: str) -> None:
+    """Record who holds the lock, for the message another run shows while it waits."""
+    since = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    record = {"holder": holder, "pid": os.getpid(), "host": socket.gethostname(), "since": since}
+    handle.seek(0)
+    handle.truncate()
+    handle.write(json.dumps(record))
+    handle.flush()
+
+
+@contextmanager
+def _file_lock(
+    path: Path,
+    timeout_seconds: float,
+    holder: str,
+    on_wait: Callable[[str], None] | None,
+    busy: Callable[[float, str], str],
+) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Opened for appending so that waiting never truncates the holder's record.
+    with open(path, "a+", encoding="utf-8") as handle:
+        started = time.monotonic()
+        while True:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                waited = time.monotonic() - started
+                if waited >= timeout_seconds:
+                    raise RunLockBusy(busy(waited, _file_holder(handle))) from None
+                if on_wait is not None:
+                    on_wait(_waiting_message(timeout_seconds, _file_holder(handle)))
+                    on_wait = None
+                time.sleep(min(_POLL_SECONDS, timeout_seconds - waited))
+        try:
+            _claim(handle, holder)
+            yield
+        finally:
+            handle.seek(0)
+            handle.truncate()
+            handle.flush()
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)

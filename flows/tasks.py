@@ -1,0 +1,326 @@
+"""One small typed task per step of a run. Tasks call the pipeline's public functions and nothing else.
+
+Retries (transient database errors only, with exponential back-off) and the timeout come from the
+settings, so tasks are run through `Steps`, which applies them and times each step for the ledger.
+No task caches or persists its result: every run reads the databases afresh.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import date, datetime
+from pathlib import Path
+from typing import ParamSpec, TypeVar
+
+import pandas as pd
+import sqlalchemy as sa
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.exceptions import MissingContextError
+from prefect.runtime import flow_run
+from prefect.tasks import Task
+
+from features.builder import build_features as features_for
+from flows import ledger
+from flows.artifacts import publish_run_artifact, publish_training_artifact
+from flows.locking import registry_lock, run_lock
+from flows.partitions import fanned_out
+from flows.retries import task_options
+from flows.secrets import with_secret_urls
+from flows.summary import RunSummary, best_pqls, run_summary
+from models.registry import LoadedModel, load_scoring_model
+from models.training import TooLittleDataError, TrainOutcome, train_and_register
+from pql import validation
+from pql.clock import start_of_day, today_in
+from pql.config import ConfigError, Settings, load_settings
+from pql.db import Databases
+from scoring.crm import account_names, crm_snapshot
+from scoring.diff import changes_frame
+from scoring.rows import pql_rows
+from scoring.writeback import current_scores, previous_scores, write_run
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+step = task(cache_policy=NO_CACHE, persist_result=False)
+
+
+def settings_from(config: str | None) -> Settings:
+    """The run's settings: `config` (a pql.toml path), else $PQL_CONFIG or ./pql.toml, with PQL_* env;
+    database URLs named as Prefect Secret blocks are read from the blocks."""
+    return with_secret_urls(load_settings(Path(config) if config else None))
+
+
+def default_as_of(settings: Settings) -> datetime:
+    """The nightly as_of: the start of today in the configured time zone (naive UTC)."""
+    return start_of_day(today_in(settings.zone), settings.zone)
+
+
+def as_of_dates(start: date, end: date, settings: Settings) -> list[datetime]:
+    """The start of every day from `start` to `end` inclusive, in the configured time zone."""
+    if start > end:
+        raise ConfigError(f"backfill: start {start} is after end {end}; give the earlier date first.")
+    days = pd.date_range(start, end, freq="D")
+    return [start_of_day(day.date(), settings.zone) for day in days]
+
+
+def _logger() -> logging.Logger | logging.LoggerAdapter:
+    try:
+        return get_run_logger()
+    except MissingContextError:  # outside a flow run (a task's .fn() in a test): plain logging
+        return logging.getLogger("pql.flows")
+
+
+class Steps:
+    """Runs a flow's tasks with the settings' retries and timeout, timing each into `timings`."""
+
+    def __init__(self, settings: Settings, timings: dict[str, float] | None = None) -> None:
+        self.options = task_options(settings)
+        self.timings = {} if timings is None else timings
+
+    def __call__(self, step_task: Task[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+        started = time.perf_counter()
+        try:
+            return step_task.with_options(**self.options)(*args, **kwargs)
+        finally:
+            self.timings[step_task.name] = time.perf_counter() - started
+
+
+@step(name="open-run")
+def open_run(dbs: Databases, run: ledger.RunRecord) -> None:
+    """Record the run in pql_runs as running (creating the pipeline's tables if they are missing)."""
+    ledger.open_run(dbs.crm, dbs.output_tables, run)
+
+
+@step(name="record-failure")
+def record_failure(dbs: Databases, settings: Settings, run: ledger.RunRecord, error: BaseException) -> None:
+    """Record the run as failed, with its error and any failing expectations."""
+    ledger.record_failure(dbs.crm, dbs.output_tables, run, error, settings)
+
+
+def new_run(kind: str, as_of: datetime, *, dry_run: bool = False) -> ledger.RunRecord:
+    """A run record for this flow run."""
+    return ledger.RunRecord(kind=kind, as_of=as_of, flow_run_id=flow_run.get_id(), dry_run=dry_run)
+
+
+@contextmanager
+def recorded(dbs: Databases, settings: Settings, run: ledger.RunRecord) -> Iterator[Steps]:
+    """The body of a run, holding the CRM run lock and recorded in the ledger (both skipped for a dry
+    run, which writes nothing). A failure is recorded, then raised again."""
+    steps = Steps(settings, run.timings)
+    if run.dry_run:
+        yield steps
+        return
+    log = _logger()
+    holder = f"pql {run.kind} run {run.run_id[:8]} (flow run {run.flow_run_id})"
+    timeout = settings.flows.lock_timeout_seconds
+    with run_lock(settings, timeout_seconds=timeout, holder=holder, on_wait=log.warning):
+        steps(open_run, dbs, run)
+        try:
+            yield steps
+        except BaseException as exc:
+            log.error("run %s failed: %s", run.run_id, ledger.failure_text(exc, settings))
+            try:
+                steps(record_failure, dbs, settings, run, exc)
+            except Exception as ledger_error:  # the CRM may be what failed; keep the original error
+                log.error(
+                    "could not record the failure in pql_runs: %s",
+                    ledger.failure_text(ledger_error, settings),
+                )
+            raise
+
+
+def _checked(results: list[validation.StageResult], settings: Settings, run: ledger.RunRecord) -> None:
+    """Keep the results in the run folder (unless a dry run) and stop the run on a `fail` check."""
+    if not run.dry_run:
+        validation.write_results(results, settings, run.run_id)
+    validation.raise_for_failures(results)
+
+
+@step(name="validate-source")
+def validate_source(
+    dbs: Databases, settings: Settings, run: ledger.RunRecord
+) -> list[validation.StageResult]:
+    """The source gates (events window, plan changes, accounts) and the CRM tables' columns."""
+    tables = dbs.source_tables
+    results = [
+        validation.validate_events(dbs.source, tables, settings, run.as_of, now=run.started_at),
+        validation.validate_plan_changes(dbs.source, tables, settings, run.as_of),
+        validation.validate_accounts(dbs.source, tables, settings),
+        validation.validate_crm_tables(dbs.crm, dbs.output_tables, settings),
+    ]
+    _checked(results, settings, run)
+    return results
+
+
+@step(name="build-features")
+def build_features(dbs: Databases, settings: Settings, as_of: datetime) -> pd.DataFrame:
+    """Point-in-time features of every account as of `as_of`, computed in the source database."""
+    return features_for(dbs.source, dbs.source_tables, settings, [as_of])
+
+
+@step(name="validate-features")
+def validate_features(
+    features: pd.DataFrame, settings: Settings, earlier: list[validation.StageResult], run: ledger.RunRecord
+) -> tuple[pd.DataFrame, list[validation.StageResult]]:
+    """The features gate: the rows kept (quarantined rows set aside) and the results so far."""
+    result = validation.validate_features(features, settings)
+    results = [*earlier, result]
+    _checked(results, settings, run)
+    return (features if result.kept is None else result.kept), results
+
+
+@step(name="load-model")
+def load_model(settings: Settings) -> LoadedModel:
+    """The champion model, or the points baseline (flagged as a fallback) when there is none."""
+    model = load_scoring_model(settings)
+    if model.is_fallback:
+        _logger().warning(
+            "scoring with the points baseline (%s)", model.metadata.get("reason", model.version)
+        )
+    return model
+
+
+@step(name="read-crm")
+def read_crm(dbs: Databases) -> pd.DataFrame:
+    """The sales-owned CRM snapshot: owner, open opportunity, do-not-contact per account."""
+    return crm_snapshot(dbs.source, dbs.source_tables)
+
+
+def _never_scored(dbs: Databases) -> bool:
+    """Whether the CRM has no pipeline tables yet (a dry run before the first run)."""
+    return not sa.inspect(dbs.crm).has_table(dbs.output_tables.history.name)
+
+
+@step(name="read-previous-scores")
+def read_previous(dbs: Databases, as_of: datetime) -> pd.DataFrame:
+    """The PQL state left by the latest run before `as_of`, which the rules start from."""
+    if _never_scored(dbs):
+        return pd.DataFrame()
+    return previous_scores(dbs.crm, dbs.output_tables, as_of)
+
+
+@step(name="score-accounts")
+def score_accounts(
+    features: pd.DataFrame,
+    model: LoadedModel,
+    crm: pd.DataFrame,
+    previous: pd.DataFrame,
+    settings: Settings,
+    as_of: datetime,
+) -> pd.DataFrame:
+    """Scores, tiers, reasons and PQL rules for every account (predictions on Dask when partitioned)."""
+    with fanned_out(model, settings) as scoring_model:
+        return pql_rows(features, scoring_model, crm, previous, settings, as_of)
+
+
+@step(name="validate-output")
+def validate_output(
+    rows: pd.DataFrame,
+    features: pd.DataFrame,
+    settings: Settings,
+    earlier: list[validation.StageResult],
+    run: ledger.RunRecord,
+) -> tuple[pd.DataFrame, list[validation.StageResult]]:
+    """The scores and output gates: the rows to write (quarantined rows set aside) and all results."""
+    scores = validation.validate_scores(rows, features, settings)
+    output = validation.validate_output(rows, settings)
+    results = [*earlier, scores, output]
+    _checked(results, settings, run)
+    return (rows if output.kept is None else output.kept), results
+
+
+@step(name="write-run")
+def write_scores(
+    dbs: Databases,
+    rows: pd.DataFrame,
+    model: LoadedModel,
+    results: list[validation.StageResult],
+    run: ledger.RunRecord,
+    update_current: bool,
+) -> None:
+    """Set quarantined rows aside, then write scores, history and the run's ledger row in one transaction."""
+    with dbs.crm.begin() as conn:
+        quarantined = validation.write_quarantine(
+            conn, dbs.output_tables, results, batch_id=run.run_id, at=run.started_at
+        )
+    record = run.row(
+        model_version=model.version,
+        used_fallback=model.is_fallback,
+        quarantined_rows=quarantined,
+        validation_json=validation.summary(results),
+        finished_at=ledger.utc_now(),
+    )
+    write_run(dbs.crm, dbs.output_tables, rows, record, update_current=update_current)
+
+
+@step(name="planned-changes")
+def planned_changes(dbs: Databases, rows: pd.DataFrame, settings: Settings) -> pd.DataFrame:
+    """What writing `rows` would change in the sales list: new and dropped PQLs, tier moves."""
+    current = pd.DataFrame() if _never_scored(dbs) else current_scores(dbs.crm, dbs.output_tables)
+    return changes_frame(current, rows, settings)
+
+
+@step(name="read-account-names")
+def read_account_names(dbs: Databases, rows: pd.DataFrame) -> dict[str, str]:
+    """The names of the run's best PQLs, for its report."""
+    return account_names(dbs.source, dbs.source_tables, best_pqls(rows)["account_id"])
+
+
+@step(name="train-and-register")
+def train_model(dbs: Databases, settings: Settings, end: datetime | None) -> TrainOutcome:
+    """Build the training set, train, backtest against the baselines, register, promote if better.
+
+    Refused for too little data, it still publishes the report of the points baseline it registered.
+    """
+    try:
+        return train_and_register(dbs.source, dbs.source_tables, settings, end)
+    except TooLittleDataError as refused:
+        publish_training_artifact(refused.outcome)
+        raise
+
+
+@step(name="publish-training-report")
+def publish_training_report(outcome: TrainOutcome) -> TrainOutcome:
+    """Publish the retrain's markdown report as a Prefect artifact of this flow run."""
+    publish_training_artifact(outcome)
+    return outcome
+
+
+@contextmanager
+def registry_locked(settings: Settings) -> Iterator[Steps]:
+    """The body of a retrain, holding the model registry's lock; yields its steps."""
+    holder = f"pql retrain (flow run {flow_run.get_id()})"
+    timeout = settings.flows.lock_timeout_seconds
+    with registry_lock(settings, timeout_seconds=timeout, holder=holder, on_wait=_logger().warning):
+        yield Steps(settings)
+
+
+@step(name="publish-report")
+def publish_report(
+    rows: pd.DataFrame,
+    model: LoadedModel,
+    results: list[validation.StageResult],
+    settings: Settings,
+    run: ledger.RunRecord,
+    names: dict[str, str],
+    changes: pd.DataFrame | None,
+) -> RunSummary:
+    """The run's summary, published as a markdown artifact of this flow run."""
+    summary = run_summary(
+        kind=run.kind,
+        as_of=run.as_of,
+        rows=rows,
+        model=model,
+        validation=validation.summary(results),
+        settings=settings,
+        names=names,
+        run_id=None if run.dry_run else run.run_id,
+        flow_run_id=run.flow_run_id,
+        changes=changes,
+    )
+    publish_run_artifact(summary)
+    return summary

@@ -1,0 +1,187 @@
+"""`pql train` and `pql models list | show | promote | rollback`: training runs and the model registry."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from models.registry import champion_state, list_versions, promote, read_metadata, rollback
+from models.report import SCORER_NAMES, verdict_sentences
+from models.training import TrainOutcome, train_and_register
+from pql.clock import to_utc_naive
+from pql.commands import cli_errors, console, settings_of
+from pql.config import Settings
+from pql.db import databases
+
+SHOWN_METRICS = (
+    ("pr_auc", "PR-AUC", 3),
+    ("roc_auc", "ROC-AUC", 3),
+    ("brier", "Brier", 4),
+    ("precision_top_10pct", "precision top 10%", 3),
+    ("lift_top_10pct", "lift top 10%", 2),
+    ("precision_top_k", "precision top-K", 3),
+    ("capture_top_10pct", "conversions in top 10%", 3),
+)
+
+
+def _end_instant(value: str | None, settings: Settings) -> datetime | None:
+    """`--end` as naive UTC: a date means its midnight in the configured time zone."""
+    if value is None:
+        return None
+    try:
+        return to_utc_naive(value, settings.zone)
+    except ValueError as exc:
+        raise typer.BadParameter(f"{value!r} is not an ISO date or date-time (e.g. 2026-01-31)") from exc
+
+
+def _number(value: Any, digits: int) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def outcome_lines(outcome: TrainOutcome) -> list[str]:
+    """What `pql train` prints about a registered version."""
+    lines = [
+        f"registered model {outcome.version} ({outcome.status})",
+        f"  folder     {outcome.path}",
+        f"  champion   {'yes' if outcome.promoted else 'no, kept as challenger'}: {outcome.reason}",
+    ]
+    if outcome.metrics:
+        m = outcome.metrics
+        lines.append(
+            f"  holdout    PR-AUC {m['pr_auc']:.3f} (points {m['pr_auc_points']:.3f}, logistic regression "
+            f"{m['pr_auc_logreg']:.3f}, most active {m['pr_auc_most_active']:.3f}); lift top 10% "
+            f"{m['lift_top_10pct']:.2f}"
+        )
+        lines.append(f"  report     {outcome.path / 'report.html'}")
+    return lines
+
+
+def metrics_table(metrics: dict[str, Any]) -> Table:
+    """Model against baselines on the holdout, with 95% bootstrap intervals."""
+    holdout = metrics["holdout"]
+    table = Table(title=f"holdout metrics ({metrics['bootstrap_rounds']} bootstrap rounds, 95% intervals)")
+    table.add_column("metric")
+    for name in holdout:
+        table.add_column(SCORER_NAMES.get(name, name), justify="right")
+    for key, label, digits in SHOWN_METRICS:
+        cells = []
+        for name in holdout:
+            low, high = holdout[name].get("ci", {}).get(key, (None, None))
+            interval = f" [{_number(low, digits)}, {_number(high, digits)}]" if low is not None else ""
+            cells.append(_number(holdout[name].get(key), digits) + interval)
+        table.add_row(label, *cells)
+    return table
+
+
+def _show(meta: dict[str, Any], is_champion: bool, folder: str) -> None:
+    training = meta.get("training", {})
+    dates = training.get("as_of_dates", [])
+    console.print(f"model {meta['version']}{' (champion)' if is_champion else ''}", highlight=False)
+    for label, value in (
+        ("status", meta.get("status")),
+        ("created", meta.get("created")),
+        ("data end", training.get("data_end")),
+        ("snapshots", f"{len(dates)} ({dates[0][:10]} … {dates[-1][:10]})" if dates else "none"),
+        ("horizon", f"{training.get('horizon_days')} days"),
+        ("rows", f"{training.get('rows')} ({training.get('conversions')} conversions)"),
+        ("promotion", meta.get("promotion", {}).get("reason")),
+        ("report", f"{folder}/report.html"),
+    ):
+        console.print(f"  {label:<10} {value}", highlight=False)
+    if meta.get("reason"):
+        console.print(f"  {'refused':<10} {meta['reason']}", highlight=False)
+    if meta.get("metrics"):
+        console.print(metrics_table(meta["metrics"]))
+        for _, sentence in verdict_sentences(meta["metrics"]):
+            console.print(sentence, highlight=False)
+    else:
+        for rule in meta.get("points", {}).get("rules", []):
+            console.print(
+                f"  points {rule['event']:<24} {rule['points']:>7.2f} pts, lifespan {rule['lifespan_days']} "
+                f"days ({rule['source']})",
+                highlight=False,
+            )
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("train")
+    @cli_errors
+    def train(
+        ctx: typer.Context,
+        end: Annotated[
+            str | None,
+            typer.Option(
+                "--end",
+                help="Train as of this instant: labels see nothing at or after it (ISO date or date-time"
+                " in the configured time zone; default: the end of observed data).",
+            ),
+        ] = None,
+    ) -> None:
+        """Build the training set, backtest the model against baselines, register it, promote if better."""
+        settings = settings_of(ctx)
+        end_at = _end_instant(end, settings)
+        with databases(settings) as dbs:
+            outcome = train_and_register(dbs.source, dbs.source_tables, settings, end_at)
+        for line in outcome_lines(outcome):
+            console.print(line, highlight=False)
+
+    models_app = typer.Typer(
+        help="Inspect the model registry, promote or roll back the champion.", no_args_is_help=True
+    )
+    app.add_typer(models_app, name="models")
+
+    @models_app.command("list")
+    @cli_errors
+    def list_models(ctx: typer.Context) -> None:
+        """Every registered version, oldest first; * marks the champion."""
+        root = settings_of(ctx).model_registry_path
+        rows = list_versions(root)
+        if not rows:
+            console.print(f"no models in {root}; run `pql train`", highlight=False)
+            return
+        table = Table(caption="* champion; `pql models show VERSION` gives the reasons")
+        table.add_column("")
+        for column in ("version", "status", "data end", "PR-AUC", "points", "promoted"):
+            table.add_column(column, no_wrap=True)
+        for row in rows:
+            table.add_row(
+                "*" if row["is_champion"] else "",
+                row["version"],
+                row["status"],
+                (row["data_end"] or "")[:10],
+                _number(row["pr_auc"], 3),
+                _number(row["pr_auc_points"], 3),
+                "yes" if row["promoted"] else "no",
+            )
+        console.print(table)
+
+    @models_app.command("show")
+    @cli_errors
+    def show(
+        ctx: typer.Context, version: Annotated[str, typer.Argument(help="A version from `pql models list`.")]
+    ) -> None:
+        """A version's training window, metrics against baselines, and promotion decision."""
+        root = settings_of(ctx).model_registry_path
+        meta = read_metadata(root, version)
+        _show(meta, champion_state(root).get("champion") == version, str(root / version))
+
+    @models_app.command("promote")
+    @cli_errors
+    def promote_version(
+        ctx: typer.Context, version: Annotated[str, typer.Argument(help="The version to make champion.")]
+    ) -> None:
+        """Make VERSION the champion (after checking it loads: checksum, features, library versions)."""
+        settings = settings_of(ctx)
+        promote(settings.model_registry_path, version, settings, reason="manual promotion")
+        console.print(f"{version} is now the champion", highlight=False)
+
+    @models_app.command("rollback")
+    @cli_errors
+    def rollback_champion(ctx: typer.Context) -> None:
+        """Undo the latest promotion: the previous champion scores again."""
+        settings = settings_of(ctx)
+        restored = rollback(settings.model_registry_path, settings)
+        console.print(f"rolled back: {restored} is the champion again", highlight=False)

@@ -1,0 +1,141 @@
+"""`pql report` (outcomes, lift, SLA and drift as one HTML page) and `pql sla` (follow-up today)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated
+
+import pandas as pd
+import typer
+from rich.table import Table
+
+from pql.clock import start_of_day, to_utc_naive, today_in
+from pql.commands import cli_errors, console, settings_of
+from pql.config import ConfigError, Settings
+from pql.db import databases
+
+REPORT_DAYS = 182
+
+
+def _instant(value: str | None, option: str, settings: Settings) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return to_utc_naive(value, settings.zone)
+    except ValueError as exc:
+        raise ConfigError(
+            f"{option}: {value!r} is not a date or date-time (use YYYY-MM-DD or YYYY-MM-DDTHH:MM)."
+        ) from exc
+
+
+def _cell(value: object, kind: str = "") -> str:
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return "-"
+    if kind == "percent":
+        return f"{float(value):.0%}"
+    if kind == "hours":
+        return f"{float(value):.1f}"
+    if isinstance(value, pd.Timestamp):
+        return value.strftime("%Y-%m-%d %H:%M")
+    return str(value)
+
+
+def _compliance_table(by_owner: pd.DataFrame, sla_hours: int) -> Table:
+    table = Table(title=f"First touch within {sla_hours} h, per owner")
+    for column in ("owner", "PQLs", "due", "met", "late", "overdue", "pending", "compliance", "median h"):
+        table.add_column(column, justify="left" if column == "owner" else "right", no_wrap=column == "owner")
+    for row in by_owner.itertuples(index=False):
+        table.add_row(
+            row.owner,
+            str(row.pqls),
+            str(row.due),
+            str(row.met),
+            str(row.late),
+            str(row.overdue),
+            str(row.pending),
+            _cell(row.compliance, "percent"),
+            _cell(row.median_hours_to_first_touch, "hours"),
+        )
+    return table
+
+
+def _overdue_table(overdue: pd.DataFrame) -> Table:
+    table = Table(title=f"Overdue PQLs, still PQLs now ({len(overdue)})")
+    for column in ("account", "owner", "PQL since", "deadline", "hours overdue", "score", "tier", "playbook"):
+        table.add_column(
+            column,
+            justify="right" if column in ("hours overdue", "score") else "left",
+            no_wrap=column in ("account", "owner"),
+        )
+    for row in overdue.itertuples(index=False):
+        table.add_row(
+            row.account_id,
+            row.owner,
+            _cell(row.entered_at),
+            _cell(row.deadline),
+            _cell(row.hours_overdue, "hours"),
+            f"{row.score:.0f}",
+            _cell(row.tier),
+            _cell(row.playbook),
+        )
+    return table
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("report")
+    @cli_errors
+    def report(
+        ctx: typer.Context,
+        since: Annotated[
+            str | None,
+            typer.Option(help=f"First day of PQL entries to include (default: {REPORT_DAYS} days ago)."),
+        ] = None,
+        until: Annotated[
+            str | None,
+            typer.Option(help="End of the period and of observed outcomes (default: start of today)."),
+        ] = None,
+        out: Annotated[
+            Path | None,
+            typer.Option(help="HTML file to write (default: <state_dir>/reports/pql-report-<until>.html)."),
+        ] = None,
+    ) -> None:
+        """Write the outcomes report: PQL volume, conversion by tier, lift, control uplift, SLA and drift."""
+        from models.production.report import write_report
+
+        settings = settings_of(ctx)
+        end = _instant(until, "--until", settings) or start_of_day(today_in(settings.zone), settings.zone)
+        start = _instant(since, "--since", settings) or end - timedelta(days=REPORT_DAYS)
+        if start >= end:
+            raise ConfigError(f"--since ({start:%Y-%m-%d}) must be before --until ({end:%Y-%m-%d}).")
+        path = out or settings.state_dir / "reports" / f"pql-report-{end:%Y-%m-%d}.html"
+        written = write_report(settings, since=start, until=end, out=path)
+        console.print(f"report written to {written}")
+
+    @app.command("sla")
+    @cli_errors
+    def sla(
+        ctx: typer.Context,
+        overdue: Annotated[bool, typer.Option("--overdue", help="Print only the overdue PQL list.")] = False,
+        since: Annotated[
+            str | None,
+            typer.Option(help="First day of PQL entries to include (default: scoring.max_pql_age_days ago)."),
+        ] = None,
+        as_of: Annotated[
+            str | None, typer.Option("--as-of", help="Judge the SLA as of this moment (default: now).")
+        ] = None,
+    ) -> None:
+        """Per-owner share of PQLs first touched within outcomes.sla_hours, and the overdue PQLs to act on."""
+        from models.production.evaluation import evaluate_sla
+
+        settings = settings_of(ctx)
+        now = _instant(as_of, "--as-of", settings) or datetime.now(UTC).replace(tzinfo=None)
+        start = _instant(since, "--since", settings) or now - timedelta(
+            days=settings.scoring.max_pql_age_days
+        )
+        with databases(settings) as dbs:
+            result = evaluate_sla(dbs, settings, since=start, as_of=now)
+        if not overdue:
+            console.print(_compliance_table(result.by_owner, result.sla_hours))
+            console.print(f"touches read from {result.touch_source}; PQLs since {start:%Y-%m-%d %H:%M} UTC")
+        console.print(_overdue_table(result.overdue))

@@ -1,0 +1,247 @@
+"""`pql score`, `pql backfill` and `pql serve`: the flows, run from the command line.
+
+Prefect is imported only when a command runs, after its console output is turned down: the flow runs
+still log everything to the Prefect API (the UI shows it), but the terminal gets pql's own summary.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import warnings
+from collections.abc import Callable
+from contextlib import ExitStack
+from datetime import date, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, TypeVar
+
+import duckdb
+import psycopg
+import sqlalchemy as sa
+import typer
+from rich.table import Table
+
+from pql.clock import start_of_day, to_utc_naive
+from pql.commands import cli_errors, console, settings_of
+from pql.config import Settings, config_path
+from pql.db import DataError
+
+if TYPE_CHECKING:
+    from flows.summary import RunSummary
+
+R = TypeVar("R")
+DATABASE_ERRORS = (sa.exc.SQLAlchemyError, psycopg.Error, duckdb.Error, sqlite3.Error)
+# Defaults only: anything already set in the environment wins.
+QUIET_PREFECT = {
+    "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "WARNING",
+    "PREFECT_SERVER_LOGGING_LEVEL": "WARNING",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "DASK_LOGGING__DISTRIBUTED": "error",
+}
+
+
+def quiet_prefect(*, console_level: str = "WARNING") -> None:
+    """Turn Prefect's (and Dask's) console output down to warnings before Prefect is imported.
+
+    Runs still send every log line to the Prefect API. Set PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL=INFO
+    to see them in the terminal too.
+    """
+    for name, value in {**QUIET_PREFECT, "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": console_level}.items():
+        os.environ.setdefault(name, value)
+    # Great Expectations' own pandas calls warn about regex groups; that is not the operator's business.
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"great_expectations\.")
+
+
+def flow_config(ctx: typer.Context) -> str | None:
+    """The settings file to hand to a flow run (absolute, so a run in another directory reads the same)."""
+    found = config_path((ctx.find_root().params or {}).get("config"))
+    return str(found.resolve()) if found is not None else None
+
+
+def parse_as_of(value: str | None, settings: Settings) -> datetime | None:
+    """`YYYY-MM-DD` is the start of that day in the configured time zone; an ISO instant is taken as
+    given (local to that zone unless it carries an offset)."""
+    if value is None:
+        return None
+    try:
+        return start_of_day(date.fromisoformat(value), settings.zone)
+    except ValueError:
+        pass
+    try:
+        return to_utc_naive(datetime.fromisoformat(value), settings.zone)
+    except ValueError as exc:
+        raise typer.BadParameter(f"{value!r} is not a date (YYYY-MM-DD) or an ISO date-time.") from exc
+
+
+def run_flow(call: Callable[[], R]) -> R:
+    """Call a flow; a database error that outlived its retries becomes a failed run (exit code 1)."""
+    try:
+        return call()
+    except DATABASE_ERRORS as exc:
+        # The driver's own message, not SQLAlchemy's (which repeats the whole statement).
+        cause = exc.orig if isinstance(exc, sa.exc.DBAPIError) else exc
+        raise DataError(f"the run failed on a database error after its retries: {cause}") from exc
+
+
+def _fmt_count(value: int) -> str:
+    return f"{value:,}"
+
+
+def print_summary(summary: RunSummary) -> None:
+    """The run, as an operator reads it: counts, tiers, validation, model, top PQLs or changes."""
+    from pql.validation import summary_text
+
+    title = f"pql {summary.kind} as of {summary.as_of:%Y-%m-%d %H:%M} UTC"
+    console.print(f"[bold]{title}[/]" + (" [yellow](dry run: nothing written)[/]" if summary.dry_run else ""))
+    model = summary.model_version + (
+        " [yellow](fallback: points baseline; run `pql train`)[/]" if summary.used_fallback else ""
+    )
+    console.print(f"model {model}")
+    counts = Table(show_header=False, box=None, pad_edge=False)
+    for label, value in (
+        ("accounts scored", summary.accounts_scored),
+        ("PQLs", summary.pqls),
+        ("new PQLs", summary.new_pqls),
+        ("dropped PQLs", summary.dropped_pqls),
+        *((f"tier {tier}", count) for tier, count in summary.tiers.items()),
+    ):
+        counts.add_row(label, _fmt_count(value))
+    console.print(counts)
+    console.print(summary_text(summary.validation), highlight=False)
+    if summary.dry_run and summary.changes is not None:
+        from scoring.diff import render_changes
+
+        console.print(render_changes(summary.changes))
+        return
+    top = Table(title=f"top {len(summary.top_pqls)} PQLs (strongest reason)", title_justify="left")
+    for header in ("account", "routed to", "score", "tier", "playbook", "why"):
+        top.add_column(header, justify="right" if header == "score" else "left")
+    for pql in summary.top_pqls:
+        top.add_row(
+            pql.get("name") or pql["account_id"],
+            pql.get("routed_to") or "",
+            f"{pql['score']:.1f}",
+            pql["tier"],
+            pql.get("playbook") or "",
+            pql["reasons"].split("\n")[0].removeprefix("+ "),
+        )
+    console.print(top)
+    if summary.model_report:
+        console.print(f"model report: {summary.model_report}")
+    console.print(f"run {summary.run_id} (Prefect flow run {summary.flow_run_id})", highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("score")
+    @cli_errors
+    def score(
+        ctx: typer.Context,
+        as_of: Annotated[
+            str | None,
+            typer.Option(
+                "--as-of",
+                help="Score as of the start of this day (YYYY-MM-DD, in the configured time zone); "
+                "default: the start of today.",
+            ),
+        ] = None,
+        dry_run: Annotated[
+            bool, typer.Option("--dry-run", help="Show new PQLs, dropped PQLs and tier moves; write nothing.")
+        ] = False,
+    ) -> None:
+        """Run the nightly scoring flow: validate, score, explain, write the PQL list to the CRM."""
+        settings = settings_of(ctx)
+        moment = parse_as_of(as_of, settings)
+        quiet_prefect()
+        from flows.nightly import nightly
+
+        summary = run_flow(lambda: nightly(as_of=moment, dry_run=dry_run, config=flow_config(ctx)))
+        print_summary(summary)
+
+    @app.command("backfill")
+    @cli_errors
+    def backfill(
+        ctx: typer.Context,
+        start: Annotated[str, typer.Argument(help="First day to score (YYYY-MM-DD).")],
+        end: Annotated[str, typer.Argument(help="Last day to score (YYYY-MM-DD), inclusive.")],
+        update_current: Annotated[
+            bool,
+            typer.Option(
+                "--update-current", help="Also make the last day's scores the current list in pql_scores."
+            ),
+        ] = False,
+    ) -> None:
+        """Score every day from START to END into the history (pql_score_history), oldest first."""
+        settings_of(ctx)
+        try:
+            first, last = date.fromisoformat(start), date.fromisoformat(end)
+        except ValueError as exc:
+            raise typer.BadParameter(f"dates must look like 2026-01-31 ({exc}).") from exc
+        quiet_prefect()
+        from flows.backfill import backfill as backfill_flow
+
+        summaries = run_flow(
+            lambda: backfill_flow(
+                start=first, end=last, update_current=update_current, config=flow_config(ctx)
+            )
+        )
+        table = Table(title=f"backfill {first} .. {last}", title_justify="left")
+        for header in ("as of (UTC)", "accounts", "PQLs", "new", "dropped", "validation", "run"):
+            table.add_column(header)
+        for summary in summaries:
+            table.add_row(
+                f"{summary.as_of:%Y-%m-%d %H:%M}",
+                _fmt_count(summary.accounts_scored),
+                _fmt_count(summary.pqls),
+                _fmt_count(summary.new_pqls),
+                _fmt_count(summary.dropped_pqls),
+                summary.validation.get("status", ""),
+                summary.run_id or "",
+            )
+        console.print(table)
+        where = "pql_score_history and pql_scores (last day)" if update_current else "pql_score_history only"
+        console.print(f"{len(summaries)} day(s) written to {where}.")
+
+    @app.command("serve")
+    @cli_errors
+    def serve(
+        ctx: typer.Context,
+        file: Annotated[
+            Path | None,
+            typer.Option(
+                "--file", help="The deployments file (default: ./prefect.yaml, else the project's)."
+            ),
+        ] = None,
+        limit: Annotated[
+            int | None, typer.Option("--limit", min=1, help="Most flow runs at once (default: no limit).")
+        ] = None,
+        port: Annotated[
+            int,
+            typer.Option("--port", help="Port for a local Prefect server (when PREFECT_API_URL is unset)."),
+        ] = 4200,
+    ) -> None:
+        """Serve the deployments of prefect.yaml (nightly, retrain, backfill) from this process.
+
+        With PREFECT_API_URL set, they are registered with that Prefect server; without it, a local
+        Prefect server (scheduler and UI) runs alongside for as long as this command does.
+        """
+        settings = settings_of(ctx)
+        quiet_prefect(console_level="INFO")
+        from prefect import serve as serve_deployments
+        from prefect.settings import PREFECT_API_URL, temporary_settings
+
+        from flows.deployments import default_prefect_yaml, runner_deployments
+        from flows.server import local_server
+
+        config = flow_config(ctx)
+        deployments = runner_deployments(
+            file or default_prefect_yaml(), settings, parameters={"config": config} if config else None
+        )
+        with ExitStack() as stack:
+            if not PREFECT_API_URL.value():
+                log = settings.state_dir / "prefect-server.log"
+                api_url = stack.enter_context(local_server(port, log))
+                stack.enter_context(temporary_settings({PREFECT_API_URL: api_url}))
+                console.print(f"local Prefect server: UI at {api_url.removesuffix('/api')}, log in {log}")
+            names = ", ".join(deployment.name for deployment in deployments)
+            console.print(f"serving {names}; stop with Ctrl+C", highlight=False)
+            serve_deployments(*deployments, limit=limit)

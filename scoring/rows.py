@@ -1,0 +1,34 @@
+"""One run's rows for the CRM: scores, reasons and the PQL rules put together (pure, no I/O)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pandas as pd
+
+from pql.config import Settings
+from scoring.model_protocol import ScoringModel
+from scoring.reasons import reasons_frame
+from scoring.rules import apply_pql_rules
+from scoring.scores import score_frame
+
+
+def pql_rows(
+    features: pd.DataFrame,
+    model: ScoringModel,
+    crm: pd.DataFrame,
+    previous: pd.DataFrame,
+    settings: Settings,
+    as_of: datetime,
+) -> pd.DataFrame:
+    """Every scored account with score, tier, grade, reasons, PQL flag, routing and playbook.
+
+    `features` from `features.builder.build_features` for one `as_of`; `crm` from
+    `scoring.crm.crm_snapshot`; `previous` from `scoring.writeback.previous_scores`.
+    The result is what `scoring.writeback.write_run` takes (plus pql_status, which it ignores).
+    """
+    scored = score_frame(features, model, settings)
+    reasons = reasons_frame(features, model, settings, probability=scored["probability"].to_numpy())
+    # Both frames follow the features' row order.
+    scored = scored.assign(**{name: reasons[name].to_numpy() for name in ("reasons_json", "reasons_text")})
+    return apply_pql_rules(scored, crm, previous, settings, as_of)

@@ -1,0 +1,186 @@
+"""The PQL rules sales and marketing agreed on, applied to one run's scores.
+
+An account becomes a PQL when it is eligible (on the free plan or in a trial, no open opportunity,
+not do-not-contact), its score is at or above the entry threshold, and its owner still has room for
+new PQLs today (at most `max_new_pqls_per_owner`, highest scores first). Unowned accounts are routed
+to `unowned_queue`, which has the same daily room as one owner.
+
+A PQL stays a PQL while it is eligible, its score is at or above the (lower) exit threshold and it has
+been on the list for at most `max_pql_age_days`; `first_pql_at` keeps the day the stay began.
+A PQL retired for age keeps its `first_pql_at` and cannot come back until its score has dipped below
+the exit threshold (a fresh surge, not the same one); any other PQL that leaves may qualify again
+later, starting a new `first_pql_at`.
+
+Previous state is the one left by the latest run strictly before `as_of`, so re-running a date gives
+the same list.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import numpy as np
+import pandas as pd
+
+from pql.config import ScoringConfig, Settings
+from pql.db import DataError
+from scoring.playbook import playbooks, trial_days_left
+
+NEW = "new"
+KEPT = "kept"
+OVER_CAPACITY = "over_capacity"
+COOLING_OFF = "cooling_off"
+RETIRED_MAX_AGE = "retired_max_age"
+DROPPED_CONVERTED = "dropped_converted"
+DROPPED_OPPORTUNITY = "dropped_opportunity"
+DROPPED_DO_NOT_CONTACT = "dropped_do_not_contact"
+DROPPED_BELOW_EXIT = "dropped_below_exit"
+NOT_PQL = "not_pql"
+LEFT_LIST = (
+    RETIRED_MAX_AGE,
+    DROPPED_CONVERTED,
+    DROPPED_OPPORTUNITY,
+    DROPPED_DO_NOT_CONTACT,
+    DROPPED_BELOW_EXIT,
+)
+PQL_PLANS = ("free", "trial")
+
+SCORED_COLUMNS = ("account_id", "probability", "score", "plan", "is_eligible")
+CRM_COLUMNS = ("account_id", "owner", "has_open_opportunity", "do_not_contact")
+PREVIOUS_COLUMNS = ("account_id", "is_pql", "first_pql_at")
+
+
+def _require(frame: pd.DataFrame, columns: tuple[str, ...], what: str) -> None:
+    missing = [name for name in columns if name not in frame.columns]
+    if missing:
+        raise DataError(f"{what} ({len(frame)} rows) lack column(s) {', '.join(missing)}.")
+    duplicated = int(frame["account_id"].duplicated().sum())
+    if duplicated:
+        raise DataError(
+            f"{what}: {duplicated} account_id value(s) appear more than once; "
+            "each account must have one row. Remove the duplicates at the source."
+        )
+
+
+def _flag(values: pd.Series) -> np.ndarray:
+    """A nullable boolean column as bools, unknown meaning False."""
+    return values.astype(object).where(values.notna(), False).astype(bool).to_numpy()
+
+
+def _local_day(moments: pd.Series, settings: Settings) -> pd.Series:
+    aware = pd.to_datetime(moments).dt.tz_localize("UTC").dt.tz_convert(settings.zone)
+    return aware.dt.normalize().dt.tz_localize(None)
+
+
+def _room_today(previous: pd.DataFrame, settings: Settings, as_of: pd.Timestamp) -> pd.Series:
+    """New PQLs each routed_to may still receive today: capacity minus earlier runs of the same day."""
+    capacity = settings.scoring.max_new_pqls_per_owner
+    if previous.empty or "routed_to" not in previous:
+        return pd.Series(dtype=float)
+    day = _local_day(pd.Series([as_of]), settings).iloc[0]
+    earlier = previous[_flag(previous["is_pql"]) & _local_day(previous["first_pql_at"], settings).eq(day)]
+    return capacity - earlier.groupby("routed_to").size()
+
+
+def apply_pql_rules(
+    scored: pd.DataFrame,
+    crm: pd.DataFrame,
+    previous: pd.DataFrame,
+    settings: Settings,
+    as_of: datetime,
+) -> pd.DataFrame:
+    """`scored` plus is_pql, first_pql_at, routed_to, playbook, trial_days_left and pql_status.
+
+    `scored` needs account_id, probability, score, plan, is_eligible (and days_left_in_trial for the
+    playbook); `crm` is `scoring.crm.crm_snapshot`; `previous` is `scoring.writeback.previous_scores`
+    (empty on the first run).
+    """
+    _require(scored, SCORED_COLUMNS, "scored accounts")
+    _require(crm, CRM_COLUMNS, "crm_accounts snapshot")
+    if not previous.empty:
+        _require(previous, PREVIOUS_COLUMNS, "previous scores")
+    rules = settings.scoring
+    as_of = pd.Timestamp(as_of)
+    frame = scored.reset_index(drop=True)
+    facts = frame[["account_id"]].merge(crm[list(CRM_COLUMNS)], on="account_id", how="left")
+    prior = previous[list(PREVIOUS_COLUMNS)] if not previous.empty else pd.DataFrame(columns=PREVIOUS_COLUMNS)
+    prior = prior.rename(columns={"first_pql_at": "prior_first_pql_at"})
+    facts = facts.merge(prior, on="account_id", how="left")
+
+    score = frame["score"].to_numpy(dtype=float)
+    plan = frame["plan"].astype(object)
+    on_pql_plan = _flag(frame["is_eligible"]) & plan.isin(PQL_PLANS).to_numpy()
+    opportunity = _flag(facts["has_open_opportunity"])
+    do_not_contact = _flag(facts["do_not_contact"])
+    eligible = on_pql_plan & ~opportunity & ~do_not_contact
+    was_pql = _flag(facts["is_pql"])
+    prior_first = pd.to_datetime(facts["prior_first_pql_at"])
+    age_days = ((as_of - prior_first) / pd.Timedelta(days=1)).to_numpy(dtype=float)
+    above_exit = score >= rules.pql_exit_score
+    cooling = ~was_pql & prior_first.notna().to_numpy() & above_exit
+    candidate = ~was_pql & ~cooling & eligible & (score >= rules.pql_entry_score)
+
+    status = np.select(
+        [
+            was_pql & ~on_pql_plan,
+            was_pql & opportunity,
+            was_pql & do_not_contact,
+            was_pql & ~above_exit,
+            was_pql & (age_days > rules.max_pql_age_days),
+            was_pql,
+            cooling,
+            candidate,
+        ],
+        [
+            DROPPED_CONVERTED,
+            DROPPED_OPPORTUNITY,
+            DROPPED_DO_NOT_CONTACT,
+            DROPPED_BELOW_EXIT,
+            RETIRED_MAX_AGE,
+            KEPT,
+            COOLING_OFF,
+            OVER_CAPACITY,
+        ],
+        NOT_PQL,
+    ).astype(object)
+
+    owner = facts["owner"].astype(object).where(facts["owner"].notna(), "").astype(str).str.strip()
+    routed = owner.where(owner.ne(""), rules.unowned_queue).astype(object)
+    status[_within_capacity(frame, routed, candidate, _room_today(previous, settings, as_of), rules)] = NEW
+
+    is_pql = np.isin(status, (NEW, KEPT))
+    keeps_first = np.isin(status, (KEPT, RETIRED_MAX_AGE, COOLING_OFF))
+    first_pql_at = prior_first.where(keeps_first, pd.NaT).where(status != NEW, as_of)
+    days_left = frame.get("days_left_in_trial")
+    return frame.assign(
+        is_pql=is_pql,
+        first_pql_at=first_pql_at.astype("datetime64[us]"),
+        routed_to=routed.where(is_pql, None).astype(object),
+        playbook=playbooks(plan, pd.Series(is_pql)),
+        trial_days_left=trial_days_left(plan, days_left),
+        pql_status=status,
+    )
+
+
+def _within_capacity(
+    frame: pd.DataFrame,
+    routed: pd.Series,
+    candidate: np.ndarray,
+    room_today: pd.Series,
+    rules: ScoringConfig,
+) -> np.ndarray:
+    """Candidates that fit their owner's room today, highest score (then probability) first."""
+    queue = pd.DataFrame(
+        {
+            "routed_to": routed[candidate].to_numpy(),
+            "score": frame["score"].to_numpy()[candidate],
+            "probability": frame["probability"].to_numpy()[candidate],
+            "account_id": frame["account_id"].to_numpy()[candidate],
+            "row": np.flatnonzero(candidate),
+        }
+    ).sort_values(["score", "probability", "account_id"], ascending=[False, False, True])
+    place = queue.groupby("routed_to", sort=False).cumcount().to_numpy()
+    room = queue["routed_to"].map(room_today).fillna(rules.max_new_pqls_per_owner).to_numpy()
+    allowed = np.zeros(len(frame), dtype=bool)
+    allowed[queue["row"].to_numpy()[place < room]] = True
+    return allowed

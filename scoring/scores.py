@@ -1,0 +1,146 @@
+"""Probability -> score 0-100 -> tier, plus a fit-only sub-score and a grade A-E (fit x engagement).
+
+The score is the calibrated probability on a stretched log-odds scale, so the range where freemium
+accounts actually live (1% to 50%) spreads over most of 0-100 instead of crowding near zero:
+
+    score / (100 - score) = e^b * (p / (1 - p))^a
+
+with `a` and `b` fixed by two anchors: a 10% probability scores 45 and a 25% probability scores 60
+(the default exit and entry thresholds of the PQL rules). The mapping is strictly increasing and never
+depends on the batch being scored, so a score means the same thing every night.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from scipy.special import expit, logit
+
+from pql.config import TIERS, Settings
+from pql.db import DataError
+from scoring.model_protocol import ScoringModel
+
+REST_TIER = TIERS[-1]
+GRADES = "EDCBA"  # indexed by fit level + engagement level (each 0, 1 or 2)
+SCORE_ANCHORS = ((0.10, 45.0), (0.25, 60.0))
+PASSTHROUGH = ("as_of", "plan", "is_eligible", "days_left_in_trial")
+_EPS = 1e-6
+
+
+def _anchored_scale() -> tuple[float, float]:
+    (p1, s1), (p2, s2) = SCORE_ANCHORS
+    slope = (logit(s2 / 100) - logit(s1 / 100)) / (logit(p2) - logit(p1))
+    return float(slope), float(logit(s1 / 100) - slope * logit(p1))
+
+
+_SLOPE, _OFFSET = _anchored_scale()
+
+
+def score_of_probability(probability: np.ndarray | Sequence[float]) -> np.ndarray:
+    """Scores 0-100 (one decimal) for probabilities; strictly increasing before rounding."""
+    p = np.clip(np.asarray(probability, dtype=float), _EPS, 1 - _EPS)
+    return np.round(100 * expit(_SLOPE * logit(p) + _OFFSET), 1)
+
+
+def probability_of_score(score: float) -> float:
+    """The probability a score stands for (the inverse of `score_of_probability`, before rounding)."""
+    s = min(max(score / 100, _EPS), 1 - _EPS)
+    return float(expit((logit(s) - _OFFSET) / _SLOPE))
+
+
+def top_share_mask(values: np.ndarray, population: np.ndarray, share: float) -> np.ndarray:
+    """Rows whose value ranks within the top `share` of the population rows.
+
+    A boundary tie falls to the lower side, so the group never holds more than its share of the
+    population. Rows outside the population are placed by the same cut-off.
+    """
+    ranked = np.sort(values[population])[::-1]
+    k = math.floor(len(ranked) * share + 1e-9)
+    if k == 0:
+        return np.zeros(len(values), dtype=bool)
+    if k >= len(ranked):
+        return values >= ranked[-1]
+    return values > ranked[k]
+
+
+def tiers(probability: np.ndarray, eligible: np.ndarray, settings: Settings) -> np.ndarray:
+    """The tier of each row (`pql.config.TIERS`, best first): by share of the eligible accounts
+    (quantile policy) or by probability (threshold policy)."""
+    result = np.full(len(probability), REST_TIER, dtype=object)
+    scoring = settings.scoring
+    for name in reversed(TIERS[:-1]):  # widest tier first, so better tiers overwrite it
+        if scoring.tier_policy == "quantile":
+            mask = top_share_mask(probability, eligible, scoring.tier_quantiles[name])
+        else:
+            mask = probability >= scoring.tier_probabilities[name]
+        result[mask] = name
+    return result
+
+
+def _levels(values: np.ndarray, eligible: np.ndarray) -> np.ndarray:
+    """2 for the top third of eligible accounts, 1 for the middle third, 0 for the rest."""
+    return top_share_mask(values, eligible, 1 / 3).astype(int) + top_share_mask(values, eligible, 2 / 3)
+
+
+def grades(probability: np.ndarray, fit_probability: np.ndarray, eligible: np.ndarray) -> np.ndarray:
+    """Grade A-E from fit level x engagement level (thirds of the eligible accounts).
+
+    Engagement is what product behaviour adds to fit: the log-odds of the full model minus the
+    log-odds of the fit-only model. A great-fit quiet account and a poor-fit busy one both grade C;
+    their fit scores tell them apart.
+    """
+    p = np.clip(probability, _EPS, 1 - _EPS)
+    fit = np.clip(fit_probability, _EPS, 1 - _EPS)
+    engagement = logit(p) - logit(fit)
+    letters = np.array(list(GRADES))
+    return letters[_levels(fit, eligible) + _levels(engagement, eligible)]
+
+
+def _checked(probability: np.ndarray, n: int, model: ScoringModel, what: str) -> np.ndarray:
+    p = np.asarray(probability, dtype=float).reshape(-1)
+    bad = int(len(p) != n) or int((~np.isfinite(p) | (p < 0) | (p > 1)).sum())
+    if bad:
+        raise DataError(
+            f"model {model.version}: {what} returned {bad} of {n} values that are not probabilities "
+            "(missing, outside 0-1 or the wrong count). Retrain the model or check its input features."
+        )
+    return p
+
+
+def missing_columns(features: pd.DataFrame, model: ScoringModel) -> list[str]:
+    needed = ["account_id", *model.numeric_columns, *model.categorical_columns]
+    return [name for name in needed if name not in features.columns]
+
+
+def require_model_columns(features: pd.DataFrame, model: ScoringModel) -> None:
+    missing = missing_columns(features, model)
+    if missing:
+        raise DataError(
+            f"features ({len(features)} rows) lack columns the model {model.version} needs: "
+            f"{', '.join(missing)}. Build features with the same settings the model was trained with."
+        )
+
+
+def score_frame(features: pd.DataFrame, model: ScoringModel, settings: Settings) -> pd.DataFrame:
+    """account_id, probability, score, tier, fit_score, grade (plus as_of, plan, is_eligible and
+    days_left_in_trial carried over from the features when present)."""
+    require_model_columns(features, model)
+    n = len(features)
+    probability = _checked(model.predict_proba(features), n, model, "predict_proba")
+    fit_probability = _checked(model.predict_fit_proba(features), n, model, "predict_fit_proba")
+    eligible = (
+        features["is_eligible"].fillna(False).to_numpy(dtype=bool)
+        if "is_eligible" in features
+        else np.ones(n, dtype=bool)
+    )
+    frame = features[["account_id", *[c for c in PASSTHROUGH if c in features]]].reset_index(drop=True)
+    return frame.assign(
+        probability=probability,
+        score=score_of_probability(probability),
+        tier=tiers(probability, eligible, settings),
+        fit_score=score_of_probability(fit_probability),
+        grade=grades(probability, fit_probability, eligible),
+    )

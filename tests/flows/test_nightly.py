@@ -1,0 +1,122 @@
+"""The nightly flow end to end on a small demo world: what a success writes, and what each kind of
+failure leaves behind (a failed flow run, a failed ledger row, an untouched CRM)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+from prefect.client.orchestration import get_client
+
+from flows import tasks
+from flows.nightly import nightly
+from flows.summary import RunSummary
+from pql.clock import start_of_day, today_in
+from pql.config import ConfigError, load_settings
+from pql.db import DataError
+from pql.validation import ValidationFailed
+
+if TYPE_CHECKING:
+    from conftest import World
+
+pytestmark = pytest.mark.usefixtures("prefect_api")
+
+
+def test_as_of_defaults_to_the_start_of_today_in_the_configured_time_zone() -> None:
+    settings = load_settings(None, timezone="Asia/Tokyo")
+    assert tasks.default_as_of(settings) == start_of_day(today_in(settings.zone), settings.zone)
+
+
+def test_a_successful_run_writes_the_current_list_and_its_history(scored: tuple[World, RunSummary]) -> None:
+    world, summary = scored
+    scores, history = world.table("scores"), world.table("history")
+    assert len(scores) == len(history) == summary.accounts_scored > 300
+    assert int(scores["is_pql"].sum()) == summary.pqls > 0
+    assert set(history["run_id"]) == {summary.run_id}
+
+
+def test_a_successful_run_completes_its_ledger_row(scored: tuple[World, RunSummary]) -> None:
+    world, summary = scored
+    (run,) = world.table("runs").to_dict("records")
+    assert (run["run_id"], run["kind"], run["status"], run["as_of"]) == (
+        summary.run_id,
+        "nightly",
+        "succeeded",
+        world.end,
+    )
+    assert set(json.loads(run["timings_json"])) >= {"validate-source", "build-features", "score-accounts"}
+    assert json.loads(run["validation_json"])["status"] in ("passed", "warned", "quarantined")
+    assert run["used_fallback"] == summary.used_fallback
+
+
+def test_the_ledger_names_the_prefect_flow_run_that_scored(scored: tuple[World, RunSummary]) -> None:
+    world, _ = scored
+    (run,) = world.table("runs").to_dict("records")
+    with get_client(sync_client=True) as client:
+        flow_run = client.read_flow_run(run["flow_run_id"])
+    assert flow_run.name == f"nightly-{world.end:%Y-%m-%d}"
+    assert flow_run.state is not None and flow_run.state.is_completed()
+
+
+def test_the_run_publishes_its_report_as_a_markdown_artifact(
+    scored: tuple[World, RunSummary], report_of: Callable[[str, str], str]
+) -> None:
+    _, summary = scored
+    report = report_of("nightly", str(summary.flow_run_id))
+    assert f"| accounts scored | {summary.accounts_scored:,} |" in report
+    assert summary.top_pqls[0]["account_id"] in report
+
+
+def test_a_validation_failure_fails_the_run_and_leaves_the_crm_as_it_was(world: World) -> None:
+    nightly(as_of=world.end, config=world.config)
+    scores, history = world.table("scores"), world.table("history")
+    # Forty days after the world ends, the events window is empty: a `fail` check.
+    state = nightly(as_of=world.end + timedelta(days=40), config=world.config, return_state=True)
+    assert state.is_failed()
+    with pytest.raises(ValidationFailed):
+        state.result()
+    pd.testing.assert_frame_equal(world.table("scores"), scores)
+    pd.testing.assert_frame_equal(world.table("history"), history)
+    (run,) = world.table("runs").query("status == 'failed'").to_dict("records")
+    assert run["error"].startswith("ValidationFailed")
+    assert "events.window_not_empty" in json.loads(run["validation_json"])["failed"]
+
+
+def test_a_data_error_at_the_write_fails_the_run_and_rolls_the_write_back(world: World) -> None:
+    nightly(as_of=world.end, config=world.config)
+    scores, history = world.table("scores"), world.table("history")
+    # Making an older date the current list would roll the sales list back: refused.
+    state = nightly(as_of=world.end - timedelta(days=7), config=world.config, return_state=True)
+    assert state.is_failed()
+    with pytest.raises(DataError, match="roll the sales list back"):
+        state.result()
+    pd.testing.assert_frame_equal(world.table("scores"), scores)
+    pd.testing.assert_frame_equal(world.table("history"), history)
+    assert world.table("runs")["status"].tolist() == ["failed", "succeeded"]  # sorted by as_of
+
+
+def test_a_configuration_error_fails_the_flow_before_anything_is_touched(world: World) -> None:
+    Path(world.config).write_text('timezone = "Mars/Olympus"\n', encoding="utf-8")
+    state = nightly(as_of=world.end, config=world.config, return_state=True)
+    assert state.is_failed()
+    with pytest.raises(ConfigError, match="timezone"):
+        state.result()
+    assert world.table("runs").empty
+
+
+def test_a_dry_run_reports_the_changes_and_writes_nothing(world: World) -> None:
+    summary = nightly(as_of=world.end, dry_run=True, config=world.config)
+    assert summary.dry_run and summary.run_id is None
+    assert (summary.changes["change"] == "new_pql").sum() == summary.pqls > 0
+    engine = sa.create_engine(world.crm_url)
+    try:
+        assert not sa.inspect(engine).has_table("pql_runs")
+    finally:
+        engine.dispose()
+    assert not (world.root / ".pql" / "runs").exists()

@@ -1,0 +1,120 @@
+"""Training runs: evidence against baselines, and the refusal (with a points fallback) on too little data."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from model_frames import WINDOW_END, Trained, fast_settings, training_frame
+
+from models.registry import MODEL_FILE, TOO_LITTLE_DATA, champion_version, load_scoring_model, read_metadata
+from models.report import verdict_sentences
+from models.training import TooLittleDataError, data_fingerprint, train_on_frame, verdict
+from pql.config import Settings
+from pql.db import DataError
+
+
+def test_every_baseline_is_judged_on_the_same_holdout_with_a_verdict(trained: Trained) -> None:
+    metrics = read_metadata(trained.root, trained.outcome.version)["metrics"]
+    assert set(metrics["comparison"]) == {"points", "logreg", "most_active"}
+    for row in metrics["comparison"].values():
+        low, high = row["pr_auc_gap_ci"]
+        assert low <= high
+        assert row["verdict"] in {"beats", "does_not_beat", "not_clearly_better"}
+    assert set(trained.outcome.metrics) >= {"pr_auc", "pr_auc_points", "pr_auc_logreg", "pr_auc_most_active"}
+
+
+def test_the_verdict_needs_the_whole_interval_above_zero_to_call_it_a_win() -> None:
+    assert verdict(0.01, 0.05, 0.03) == "beats"
+    assert verdict(-0.01, 0.05, 0.02) == "not_clearly_better"
+    assert verdict(-0.05, 0.01, -0.02) == "does_not_beat"
+
+
+def test_the_report_says_plainly_when_the_model_does_not_beat_a_baseline() -> None:
+    metrics = {
+        "comparison": {
+            "logreg": {"pr_auc_gap": -0.02, "pr_auc_gap_ci": [-0.04, 0.0], "verdict": "does_not_beat"},
+            "points": {"pr_auc_gap": 0.05, "pr_auc_gap_ci": [0.02, 0.08], "verdict": "beats"},
+        }
+    }
+    sentences = [text for _, text in verdict_sentences(metrics)]
+    assert sentences[0].startswith(
+        "The model does NOT beat the logistic regression baseline on PR-AUC: -0.0200"
+    )
+    assert sentences[1].startswith("The model beats the decayed points baseline")
+
+
+def test_too_few_conversions_refuses_training_and_falls_back_to_points(model_settings: Settings) -> None:
+    sparse = training_frame(model_settings, base_logit=-9.0, seed=1)
+    assert 0 < sparse["label"].sum() < model_settings.model.min_conversions
+    with pytest.raises(TooLittleDataError, match=r"only \d+ conversions .* model\.min_conversions") as raised:
+        train_on_frame(sparse, model_settings, window_end=WINDOW_END)
+    outcome = raised.value.outcome
+    assert outcome.status == TOO_LITTLE_DATA and outcome.promoted
+    scoring = load_scoring_model(model_settings)
+    assert scoring.is_fallback and scoring.version == outcome.version
+    meta = read_metadata(model_settings.model_registry_path, outcome.version)
+    assert meta["status"] == TOO_LITTLE_DATA and "min_conversions" in meta["reason"]
+    assert len(scoring.predict_proba(sparse)) == len(sparse)
+
+
+def test_the_refusal_is_a_data_error_for_the_command_line(model_settings: Settings) -> None:
+    sparse = training_frame(model_settings, base_logit=-9.0, seed=1)
+    with pytest.raises(DataError):
+        train_on_frame(sparse, model_settings, window_end=WINDOW_END)
+
+
+def test_too_few_snapshots_for_an_out_of_time_split_also_falls_back(model_settings: Settings) -> None:
+    short = training_frame(model_settings, snapshots=4)
+    with pytest.raises(TooLittleDataError, match="horizon") as raised:
+        train_on_frame(short, model_settings, window_end=WINDOW_END)
+    assert load_scoring_model(model_settings).version == raised.value.outcome.version
+
+
+def test_too_little_data_keeps_a_trained_champion(trained: Trained) -> None:
+    strict = fast_settings(trained.settings.state_dir, min_conversions=10**6)
+    with pytest.raises(TooLittleDataError) as raised:
+        train_on_frame(training_frame(strict, accounts=50), strict, window_end=WINDOW_END)
+    assert not raised.value.outcome.promoted
+    assert champion_version(trained.root) == trained.outcome.version
+    assert not load_scoring_model(strict).is_fallback
+    meta = read_metadata(trained.root, raised.value.outcome.version)
+    assert f"trained champion {trained.outcome.version} keeps scoring" in meta["promotion"]["reason"]
+
+
+def test_a_training_set_without_a_model_column_is_refused_by_name(model_settings: Settings) -> None:
+    broken = training_frame(model_settings, accounts=20).drop(columns=["days_tenure"])
+    with pytest.raises(DataError, match="days_tenure"):
+        train_on_frame(broken, model_settings, window_end=WINDOW_END)
+
+
+def test_the_same_data_gives_the_same_fingerprint_and_version_suffix(
+    retrained: tuple[Trained, Trained], frame: pd.DataFrame
+) -> None:
+    first, second = retrained
+    assert first.outcome.version != second.outcome.version
+    assert first.outcome.version[-8:] == second.outcome.version[-8:]
+    columns = ["count_events_28d", "plan"]
+    changed = frame.copy()
+    changed.loc[0, "count_events_28d"] += 1
+    assert data_fingerprint(frame, columns) == data_fingerprint(frame.copy(), columns)
+    assert data_fingerprint(changed, columns) != data_fingerprint(frame, columns)
+
+
+def test_a_champion_that_learned_from_the_whole_holdout_is_not_compared_and_stays(
+    trained: Trained, frame: pd.DataFrame
+) -> None:
+    earlier = frame[frame["as_of"] < sorted(frame["as_of"].unique())[10]]
+    outcome = train_on_frame(earlier, trained.settings, window_end=WINDOW_END)
+    assert not outcome.promoted
+    assert "no fair comparison" in outcome.reason
+    assert champion_version(trained.root) == trained.outcome.version
+
+
+def test_a_champion_that_no_longer_loads_is_replaced_with_the_reason(
+    trained: Trained, frame: pd.DataFrame
+) -> None:
+    (trained.outcome.path / MODEL_FILE).write_bytes(b"changed after it was written")
+    outcome = train_on_frame(frame, trained.settings, window_end=WINDOW_END)
+    assert outcome.promoted
+    assert "cannot be used" in outcome.reason and "sha256" in outcome.reason
+    assert load_scoring_model(trained.settings).version == outcome.version

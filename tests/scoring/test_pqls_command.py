@@ -1,0 +1,119 @@
+"""`pql pqls [--owner NAME] [--top N]`: a rep's list, read from the CRM database."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import typer
+from rich.console import Console
+from typer.testing import CliRunner
+
+from pql.bulk import bulk_insert
+from pql.commands import pqls
+from pql.config import load_settings
+from pql.db import create_engine
+from pql.schema import create_tables, output_tables, source_tables
+from scoring.writeback import write_run
+
+AS_OF = datetime(2024, 6, 3)
+
+
+@pytest.fixture
+def app(monkeypatch: pytest.MonkeyPatch) -> typer.Typer:
+    """A CLI with only `pql pqls`, printing to a 160-column terminal so reasons stay on one line."""
+    monkeypatch.setattr(pqls, "console", Console(width=160))
+    app = typer.Typer()
+
+    @app.callback()
+    def main() -> None:
+        """pql"""
+
+    pqls.register(app)
+    return app
+
+
+@pytest.fixture
+def databases(tmp_path: Path) -> tuple[str, str]:
+    """Separate source and CRM databases named in ./pql.toml (the test's working directory)."""
+    source, crm = f"duckdb:///{tmp_path / 'source.duckdb'}", f"sqlite:///{tmp_path / 'crm.sqlite'}"
+    Path("pql.toml").write_text(f'source_url = "{source}"\ncrm_url = "{crm}"\n', encoding="utf-8")
+    return source, crm
+
+
+def pql_row(account_id: str, score: float, owner: str, *, plan_trial: bool = False) -> dict:
+    return {
+        "account_id": account_id,
+        "probability": score / 200,
+        "score": score,
+        "tier": "high",
+        "fit_score": 55.0,
+        "grade": "B",
+        "is_pql": True,
+        "first_pql_at": AS_OF,
+        "routed_to": owner,
+        "playbook": "trial_conversion" if plan_trial else "freemium_upgrade",
+        "trial_days_left": 4.0 if plan_trial else None,
+        "reasons_json": "[]",
+        "reasons_text": f"+ {account_id} hit the usage limit 3 times in the last 7 days",
+    }
+
+
+def write_list(source_url: str, crm_url: str, rows: list[dict]) -> None:
+    settings = load_settings()
+    source = create_engine(source_url)
+    sources = source_tables(settings.tables)
+    create_tables(source, sources)
+    names = pd.DataFrame(
+        {
+            "account_id": [r["account_id"] for r in rows],
+            "name": [f"{r['account_id'].title()} Ltd" for r in rows],
+        }
+    )
+    with source.begin() as conn:
+        bulk_insert(conn, sources.accounts, names.assign(created_at=datetime(2024, 1, 1)))
+    crm = create_engine(crm_url)
+    tables = output_tables(settings.tables)
+    create_tables(crm, tables)
+    run = {"run_id": "run-1", "as_of": AS_OF, "started_at": AS_OF, "model_version": "m1"}
+    frame = pd.DataFrame(rows, columns=list(pql_row("x", 1, "x")))
+    write_run(crm, tables, frame, run)
+    source.dispose()
+    crm.dispose()
+
+
+def test_pqls_lists_an_owners_pqls_best_first_with_playbook_and_reasons(app, databases) -> None:
+    write_list(
+        *databases,
+        [pql_row("acme", 70, "ana", plan_trial=True), pql_row("zeta", 90, "ana"), pql_row("bolt", 95, "bob")],
+    )
+    result = CliRunner().invoke(app, ["pqls", "--owner", "ana"])
+    assert result.exit_code == 0, result.output
+    assert "Zeta Ltd" in result.output and "Acme Ltd" in result.output and "Bolt" not in result.output
+    assert result.output.index("Zeta Ltd") < result.output.index("Acme Ltd")
+    assert "trial conversion" in result.output and "freemium upgrade" in result.output
+    assert "hit the usage limit 3 times" in result.output
+
+
+def test_pqls_top_keeps_only_the_best(app, databases) -> None:
+    write_list(
+        *databases, [pql_row("acme", 70, "ana"), pql_row("zeta", 90, "ana"), pql_row("bolt", 95, "bob")]
+    )
+    result = CliRunner().invoke(app, ["pqls", "--top", "1"])
+    assert result.exit_code == 0, result.output
+    assert "Bolt Ltd" in result.output and "Zeta" not in result.output
+
+
+def test_pqls_for_an_owner_without_pqls_says_so(app, databases) -> None:
+    write_list(*databases, [pql_row("acme", 70, "ana")])
+    result = CliRunner().invoke(app, ["pqls", "--owner", "carol"])
+    assert result.exit_code == 0
+    assert "No PQLs routed to carol right now." in result.output
+
+
+def test_pqls_before_init_fails_with_a_hint(app, databases) -> None:
+    result = CliRunner().invoke(app, ["pqls"])
+    assert result.exit_code == 1
+    assert "pql init" in result.output

@@ -1,0 +1,146 @@
+"""Reasons are measured on the model: present, ordered, and faithful to what moves the score."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pql.db import DataError
+from scoring import reasons
+from scoring.reasons import group_impacts, reason_groups, reasons_frame, top_reasons
+
+
+@pytest.fixture(scope="module")
+def explained(trained_model, scoring_features, model_settings) -> pd.DataFrame:
+    return reasons_frame(scoring_features, trained_model, model_settings)
+
+
+def _parsed(explained: pd.DataFrame) -> list[list[dict]]:
+    return [json.loads(text) for text in explained["reasons_json"]]
+
+
+def _neutralised_probability(model, features: pd.DataFrame, columns: list[str]) -> np.ndarray:
+    """The test's own neutralisation: the group's columns set to the model's reference values."""
+    return model.predict_proba(features.assign(**{c: model.reference_values[c] for c in columns}))
+
+
+def test_every_account_gets_reasons_as_json_and_text(explained, scoring_features) -> None:
+    assert explained["account_id"].tolist() == scoring_features["account_id"].tolist()
+    parsed = _parsed(explained)
+    assert all(1 <= len(account) <= 5 for account in parsed)
+    lines = [text.split("\n") for text in explained["reasons_text"]]
+    assert [len(line) for line in lines] == [len(account) for account in parsed]
+
+
+def test_reasons_are_at_most_three_raising_then_two_lowering_each_ordered_by_impact(explained) -> None:
+    for account in _parsed(explained):
+        directions = [reason["direction"] for reason in account]
+        raising = [r["impact_points"] for r in account if r["direction"] == "up"]
+        lowering = [r["impact_points"] for r in account if r["direction"] == "down"]
+        assert directions == sorted(directions, key=["up", "down"].index)
+        assert len(raising) <= 3 and len(lowering) <= 2
+        assert raising == sorted(raising, reverse=True) and all(v > 0 for v in raising)
+        assert lowering == sorted(lowering) and all(v < 0 for v in lowering)
+
+
+def test_a_reason_names_its_group_feature_value_and_percentile_among_the_same_plan(
+    explained, scoring_features
+) -> None:
+    account = scoring_features.iloc[0]
+    reason = _parsed(explained)[0][0]
+    assert set(reason) == {"group", "direction", "impact_points", "feature", "value", "percentile"}
+    assert reason["value"] == pytest.approx(float(account[reason["feature"]]), abs=1e-4)
+    peers = scoring_features.loc[scoring_features["plan"] == account["plan"], reason["feature"]].astype(float)
+    below, equal = (peers < account[reason["feature"]]).mean(), (peers == account[reason["feature"]]).mean()
+    assert reason["percentile"] == pytest.approx(100 * (below + equal / 2), abs=0.06)
+
+
+def test_reason_text_lines_follow_the_json_order_with_a_sign_for_direction(explained) -> None:
+    for text, account in zip(explained["reasons_text"], _parsed(explained), strict=True):
+        signs = [line[:2] for line in text.split("\n")]
+        assert signs == ["+ " if reason["direction"] == "up" else "- " for reason in account]
+
+
+def test_impact_is_the_probability_drop_when_the_group_is_neutralised(
+    explained, trained_model, scoring_features, model_settings
+) -> None:
+    groups = reason_groups(trained_model, model_settings)
+    base = trained_model.predict_proba(scoring_features)
+    for row in (0, 1, 2):
+        for reason in _parsed(explained)[row]:
+            neutral = _neutralised_probability(
+                trained_model, scoring_features.iloc[[row]], groups[reason["group"]]
+            )
+            assert reason["impact_points"] == pytest.approx(100 * (base[row] - neutral[0]), abs=0.006)
+
+
+def test_neutralising_the_top_reason_lowers_the_score_more_than_a_random_signal(
+    explained, trained_model, scoring_features, model_settings
+) -> None:
+    groups = reason_groups(trained_model, model_settings)
+    base = trained_model.predict_proba(scoring_features)
+    neutral = {
+        group: _neutralised_probability(trained_model, scoring_features, cols)
+        for group, cols in groups.items()
+    }
+    rng = np.random.default_rng(3)
+    top_drops, random_drops = [], []
+    for row, account in enumerate(_parsed(explained)):
+        if not account or account[0]["direction"] != "up":
+            continue
+        top = account[0]["group"]
+        other = rng.choice([group for group in groups if group != top])
+        top_drops.append(base[row] - neutral[top][row])
+        random_drops.append(base[row] - neutral[other][row])
+    top_drops, random_drops = np.array(top_drops), np.array(random_drops)
+    assert len(top_drops) >= 300
+    assert top_drops.mean() > 3 * random_drops.mean()
+    assert (top_drops > random_drops).mean() >= 0.95
+
+
+def test_reasons_name_the_signals_that_drive_the_synthetic_conversions(explained) -> None:
+    top_groups = pd.Series([account[0]["group"] for account in _parsed(explained) if account]).value_counts()
+    assert set(top_groups.index[:3]) & {"team_activity", "usage_limits", "pricing_interest", "recency"}
+
+
+def test_rows_at_the_reference_are_not_rescored_and_get_zero_impact(
+    trained_model, scoring_features, model_settings, monkeypatch
+) -> None:
+    groups = reason_groups(trained_model, model_settings)
+    _, subset = group_impacts(scoring_features, trained_model, groups)
+    monkeypatch.setattr(reasons, "SUBSET_SHARE", 0.0)
+    _, full = group_impacts(scoring_features, trained_model, groups)
+    np.testing.assert_allclose(subset, full, atol=1e-12)
+
+
+def test_top_reasons_leave_out_noise_and_keep_direction() -> None:
+    impacts = np.array([[0.05, -0.02, 0.0001, 0.01, -0.0001, -0.3]])
+    assert top_reasons(np.array([0.5]), impacts).tolist() == [[0, 3, -1, 5, 1]]
+
+
+def test_an_account_near_certainty_still_gets_its_reasons() -> None:
+    impacts = np.array([[0.0004, -0.0001, 0.0]])
+    assert top_reasons(np.array([0.9995]), impacts).tolist() == [[0, -1, -1, 1, -1]]
+
+
+def test_a_model_without_reference_values_cannot_explain(
+    trained_model, scoring_features, model_settings
+) -> None:
+    class WithoutReferences:
+        def __getattr__(self, name: str) -> object:
+            return {} if name == "reference_values" else getattr(trained_model, name)
+
+    with pytest.raises(DataError, match="no reference value for count_events_1d"):
+        reasons_frame(scoring_features, WithoutReferences(), model_settings)
+
+
+def test_an_account_at_the_population_reference_has_no_reasons(
+    trained_model, scoring_features, model_settings
+) -> None:
+    typical = scoring_features.head(3).assign(**trained_model.reference_values)
+    explained = reasons_frame(typical, trained_model, model_settings)
+    assert explained["reasons_json"].tolist() == ["[]"] * 3
+    assert explained["reasons_text"].tolist() == [""] * 3
