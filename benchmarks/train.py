@@ -7,7 +7,8 @@ the three baselines fitted, the out-of-time evaluation (bootstrap intervals, per
 the report and the registry entry. The model is compared in the same run with the baselines it must
 beat: decayed points, logistic regression and "most active".
 
-    .venv/bin/python benchmarks/train.py [--accounts 100000] [--snapshots 12] [--seed 0] [--reuse] [--threads 1]
+    .venv/bin/python benchmarks/train.py [--accounts 100000] [--snapshots 12] [--seed 0] [--reuse]
+        [--threads 1]
 
 scikit-learn runs on `--threads` OpenMP threads (default 1): on a machine shared with other jobs,
 OpenMP's spinning worker threads made the booster 3-4x slower with 2 threads than with 1 on 2 cores.

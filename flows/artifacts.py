@@ -69,6 +69,18 @@ def _validation(validation: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _monitoring(monitoring: dict[str, Any]) -> list[str]:
+    if not monitoring:
+        return ["No monitoring results were recorded."]
+    lines = [f"Status: **{monitoring.get('status', 'unknown')}**"]
+    for breach in monitoring.get("breaches", []):
+        lines.append(
+            f"- {breach['level']}: {breach['check']} `{breach['name']}` = {breach['value']} "
+            f"(threshold {breach['threshold']})"
+        )
+    return lines
+
+
 def run_markdown(summary: RunSummary) -> str:
     """The run's report as markdown: counts, tiers, validation, model and the top PQLs with reasons."""
     title = f"# pql {summary.kind} run{' (dry run)' if summary.dry_run else ''}"
@@ -85,6 +97,7 @@ def run_markdown(summary: RunSummary) -> str:
         lines += ["", "## What would change", ""]
         lines += _table(("change", "accounts"), ((name.replace("_", " "), n) for name, n in counts.items()))
     lines += ["", "## Validation", "", *_validation(summary.validation)]
+    lines += ["", "## Monitoring", "", *_monitoring(summary.monitoring)]
     lines += ["", f"## Top {len(summary.top_pqls)} PQLs", ""]
     if summary.top_pqls:
         lines += _table(

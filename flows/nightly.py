@@ -13,10 +13,10 @@ from flows.summary import RunSummary
 
 @flow(name="pql-nightly")
 def nightly(as_of: datetime | None = None, dry_run: bool = False, config: str | None = None) -> RunSummary:
-    """Score as of `as_of` (naive UTC; default: the start of today in the configured time zone).
+    """Score as of `as_of` (naive UTC, or aware; default: the start of today in the configured time zone).
 
     A dry run computes everything and reports what would change, writing nothing (not even the ledger).
     """
     settings = tasks.settings_from(config)
-    as_of = as_of or tasks.default_as_of(settings)
+    as_of = tasks.nightly_as_of(as_of, settings)
     return scoring_run(as_of=as_of, kind="nightly", dry_run=dry_run, config=config)

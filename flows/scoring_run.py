@@ -33,9 +33,10 @@ def scoring_run(
         crm, previous = step(tasks.read_crm, dbs), step(tasks.read_previous, dbs, as_of)
         rows = step(tasks.score_accounts, features, model, crm, previous, settings, as_of)
         rows, checks = step(tasks.validate_output, rows, features, settings, checks, run)
+        monitoring = step(tasks.monitor_drift, dbs, features, rows, model, settings, as_of)
         names = step(tasks.read_account_names, dbs, rows)
         changes = step(tasks.planned_changes, dbs, rows, settings) if dry_run else None
         if not dry_run:
-            step(tasks.write_scores, dbs, rows, model, checks, run, update_current)
+            step(tasks.write_scores, dbs, rows, model, checks, monitoring, run, update_current)
     # The run is complete once written; its report comes after, so a failure to publish cannot mark it failed.
-    return step(tasks.publish_report, rows, model, checks, settings, run, names, changes)
+    return step(tasks.publish_report, rows, model, checks, settings, run, names, changes, monitoring)

@@ -39,6 +39,7 @@ class RunSummary:
     top_pqls: list[dict[str, Any]] = field(default_factory=list)
     dry_run: bool = False
     changes: pd.DataFrame | None = field(default=None, repr=False)
+    monitoring: dict[str, Any] = field(default_factory=dict)
 
 
 def model_report(model: ScoringModel, settings: Settings) -> str | None:
@@ -82,6 +83,7 @@ def run_summary(
     run_id: str | None = None,
     flow_run_id: str | None = None,
     changes: pd.DataFrame | None = None,
+    monitoring: dict[str, Any] | None = None,
 ) -> RunSummary:
     """The summary of a run that produced `rows` (the output of `scoring.rows.pql_rows`).
 
@@ -111,5 +113,6 @@ def run_summary(
         validation=validation,
         top_pqls=top_pqls(rows, names),
         dry_run=changes is not None,
+        monitoring=monitoring or {},
         changes=changes,
     )

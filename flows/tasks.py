@@ -13,7 +13,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date, datetime
 from pathlib import Path
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
+from zoneinfo import ZoneInfo
 
 import pandas as pd
 import sqlalchemy as sa
@@ -31,16 +32,18 @@ from flows.partitions import fanned_out
 from flows.retries import task_options
 from flows.secrets import with_secret_urls
 from flows.summary import RunSummary, best_pqls, run_summary
+from models.production.drift import enforce_breach_policy, monitoring_summary
+from models.production.io import trailing_pql_volumes
 from models.registry import LoadedModel, load_scoring_model
 from models.training import TooLittleDataError, TrainOutcome, train_and_register
 from pql import validation
-from pql.clock import start_of_day, today_in
+from pql.clock import start_of_day, to_utc_naive, today_in
 from pql.config import ConfigError, Settings, load_settings
 from pql.db import Databases
 from scoring.crm import account_names, crm_snapshot
 from scoring.diff import changes_frame
 from scoring.rows import pql_rows
-from scoring.writeback import current_scores, previous_scores, write_run
+from scoring.writeback import current_scores, previous_scores, write_run_on
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -57,6 +60,17 @@ def settings_from(config: str | None) -> Settings:
 def default_as_of(settings: Settings) -> datetime:
     """The nightly as_of: the start of today in the configured time zone (naive UTC)."""
     return start_of_day(today_in(settings.zone), settings.zone)
+
+
+def utc_naive(moment: datetime) -> datetime:
+    """A flow parameter as the naive UTC the databases hold: naive values already are, aware ones
+    (typed into the Prefect UI with an offset) are converted."""
+    return to_utc_naive(moment, ZoneInfo("UTC"))
+
+
+def nightly_as_of(as_of: datetime | None, settings: Settings) -> datetime:
+    """`as_of` as naive UTC, else the start of today in the configured time zone."""
+    return default_as_of(settings) if as_of is None else utc_naive(as_of)
 
 
 def as_of_dates(start: date, end: date, settings: Settings) -> list[datetime]:
@@ -239,22 +253,41 @@ def write_scores(
     rows: pd.DataFrame,
     model: LoadedModel,
     results: list[validation.StageResult],
+    monitoring: dict[str, Any],
     run: ledger.RunRecord,
     update_current: bool,
 ) -> None:
-    """Set quarantined rows aside, then write scores, history and the run's ledger row in one transaction."""
+    """Set quarantined rows aside and write scores, history and the run's ledger row: one transaction."""
     with dbs.crm.begin() as conn:
         quarantined = validation.write_quarantine(
             conn, dbs.output_tables, results, batch_id=run.run_id, at=run.started_at
         )
-    record = run.row(
-        model_version=model.version,
-        used_fallback=model.is_fallback,
-        quarantined_rows=quarantined,
-        validation_json=validation.summary(results),
-        finished_at=ledger.utc_now(),
-    )
-    write_run(dbs.crm, dbs.output_tables, rows, record, update_current=update_current)
+        record = run.row(
+            model_version=model.version,
+            used_fallback=model.is_fallback,
+            quarantined_rows=quarantined,
+            validation_json=validation.summary(results),
+            monitoring_json=monitoring,
+            finished_at=ledger.utc_now(),
+        )
+        write_run_on(conn, dbs.output_tables, rows, record, update_current=update_current)
+
+
+@step(name="monitor-drift")
+def monitor_drift(
+    dbs: Databases,
+    features: pd.DataFrame,
+    rows: pd.DataFrame,
+    model: LoadedModel,
+    settings: Settings,
+    as_of: datetime,
+) -> dict[str, Any]:
+    """PSI of features and score against the model's training reference, and PQL volume against the
+    trailing runs; raises MonitoringBreach (before anything is written) when the policy says fail."""
+    volumes = [] if _never_scored(dbs) else trailing_pql_volumes(dbs.crm, dbs.output_tables, before=as_of)
+    summary = monitoring_summary(features, rows, model.training_distribution, volumes, settings)
+    enforce_breach_policy(summary)
+    return summary
 
 
 @step(name="planned-changes")
@@ -276,8 +309,9 @@ def train_model(dbs: Databases, settings: Settings, end: datetime | None) -> Tra
 
     Refused for too little data, it still publishes the report of the points baseline it registered.
     """
+    window_end = None if end is None else utc_naive(end)
     try:
-        return train_and_register(dbs.source, dbs.source_tables, settings, end)
+        return train_and_register(dbs.source, dbs.source_tables, settings, window_end)
     except TooLittleDataError as refused:
         publish_training_artifact(refused.outcome)
         raise
@@ -308,6 +342,7 @@ def publish_report(
     run: ledger.RunRecord,
     names: dict[str, str],
     changes: pd.DataFrame | None,
+    monitoring: dict[str, Any] | None = None,
 ) -> RunSummary:
     """The run's summary, published as a markdown artifact of this flow run."""
     summary = run_summary(
@@ -321,6 +356,7 @@ def publish_report(
         run_id=None if run.dry_run else run.run_id,
         flow_run_id=run.flow_run_id,
         changes=changes,
+        monitoring=monitoring,
     )
     publish_run_artifact(summary)
     return summary

@@ -22,6 +22,7 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 
+from models.production.control import is_control
 from pql.config import ScoringConfig, Settings
 from pql.db import DataError
 from scoring.playbook import playbooks, trial_days_left
@@ -89,7 +90,10 @@ def apply_pql_rules(
     settings: Settings,
     as_of: datetime,
 ) -> pd.DataFrame:
-    """`scored` plus is_pql, first_pql_at, routed_to, playbook, trial_days_left and pql_status.
+    """`scored` plus is_pql, is_control, first_pql_at, routed_to, playbook, trial_days_left, pql_status.
+
+    With `outcomes.control_share` > 0, that share of qualifying accounts (salted hash of account_id) is
+    held out: `is_control` true, `is_pql` false, not routed, but `first_pql_at` kept.
 
     `scored` needs account_id, probability, score, plan, is_eligible (and days_left_in_trial for the
     playbook); `crm` is `scoring.crm.crm_snapshot`; `previous` is `scoring.writeback.previous_scores`
@@ -99,11 +103,14 @@ def apply_pql_rules(
     _require(crm, CRM_COLUMNS, "crm_accounts snapshot")
     if not previous.empty:
         _require(previous, PREVIOUS_COLUMNS, "previous scores")
-    rules = settings.scoring
+    rules, outcomes = settings.scoring, settings.outcomes
     as_of = pd.Timestamp(as_of)
     frame = scored.reset_index(drop=True)
     facts = frame[["account_id"]].merge(crm[list(CRM_COLUMNS)], on="account_id", how="left")
     prior = previous[list(PREVIOUS_COLUMNS)] if not previous.empty else pd.DataFrame(columns=PREVIOUS_COLUMNS)
+    # A held-out (control) PQL qualified like any other: for hysteresis and first_pql_at it was a PQL.
+    if "is_control" in previous.columns:
+        prior = prior.assign(is_pql=_flag(previous["is_pql"]) | _flag(previous["is_control"]))
     prior = prior.rename(columns={"first_pql_at": "prior_first_pql_at"})
     facts = facts.merge(prior, on="account_id", how="left")
 
@@ -148,12 +155,18 @@ def apply_pql_rules(
     routed = owner.where(owner.ne(""), rules.unowned_queue).astype(object)
     status[_within_capacity(frame, routed, candidate, _room_today(previous, settings, as_of), rules)] = NEW
 
-    is_pql = np.isin(status, (NEW, KEPT))
+    qualified = np.isin(status, (NEW, KEPT))
+    # The control group is drawn after every rule, capacity included, so it mirrors the treated PQLs.
+    held_out = (
+        qualified & is_control(frame["account_id"], outcomes.control_share, outcomes.control_salt).to_numpy()
+    )
+    is_pql = qualified & ~held_out
     keeps_first = np.isin(status, (KEPT, RETIRED_MAX_AGE, COOLING_OFF))
     first_pql_at = prior_first.where(keeps_first, pd.NaT).where(status != NEW, as_of)
     days_left = frame.get("days_left_in_trial")
     return frame.assign(
         is_pql=is_pql,
+        is_control=held_out,
         first_pql_at=first_pql_at.astype("datetime64[us]"),
         routed_to=routed.where(is_pql, None).astype(object),
         playbook=playbooks(plan, pd.Series(is_pql)),

@@ -34,10 +34,10 @@ RUN_REQUIRED = ("run_id", "as_of", "started_at", "model_version")
 _FROM_RUN = ("as_of", "run_id", "model_version", "scored_at")
 
 
-def _require_table(engine: sa.Engine, table: sa.Table) -> None:
-    if not sa.inspect(engine).has_table(table.name):
+def _require_table(bind: sa.Engine | sa.Connection, table: sa.Table) -> None:
+    if not sa.inspect(bind).has_table(table.name):
         raise DataError(
-            f"table {table.name} does not exist in {redacted(engine.url)}. "
+            f"table {table.name} does not exist in {redacted(bind.engine.url)}. "
             "Run `pql init` to create the output tables."
         )
 
@@ -207,31 +207,43 @@ def write_run(
     model_version and scored_at (default: started_at) come from `run`, which needs run_id, as_of,
     started_at and model_version and may carry any other pql_runs column.
     """
+    with engine.begin() as conn:
+        write_run_on(conn, tables, rows, run, update_current=update_current)
+
+
+def write_run_on(
+    conn: sa.Connection,
+    tables: OutputTables,
+    rows: pd.DataFrame,
+    run: Mapping[str, Any],
+    *,
+    update_current: bool = True,
+) -> None:
+    """`write_run` inside the caller's transaction, so other writes of the run commit or roll back with it."""
     missing = [key for key in RUN_REQUIRED if run.get(key) is None]
     if missing:
         raise ValueError(f"run lacks {', '.join(missing)}")
     _checked_rows(rows)
     for table in (tables.scores, tables.history, tables.runs):
-        _require_table(engine, table)
+        _require_table(conn, table)
     run_values = _run_values(rows, run, tables.runs, update_current)
     as_of, run_id = pd.Timestamp(run["as_of"]).to_pydatetime(), run["run_id"]
     runs, history = tables.runs, tables.history
 
-    with engine.begin() as conn:
-        if update_current:
-            newest = conn.execute(sa.select(sa.func.max(tables.scores.c.as_of))).scalar()
-            if newest is not None and newest > as_of:
-                raise DataError(
-                    f"pql_scores already holds as_of {newest}, newer than this run's {as_of}; writing it "
-                    "would roll the sales list back. Score past dates as a backfill (update_current=False)."
-                )
-            _replace_current(conn, tables.scores, _table_frame(rows, tables.scores, run))
-        replaced = [run_id, *_runs_with_history(conn, tables, as_of, exclude=run_id)]
-        conn.execute(sa.update(runs).where(runs.c.run_id.in_(replaced[1:])).values(status=SUPERSEDED))
-        conn.execute(sa.delete(history).where(history.c.run_id.in_(replaced)))
-        bulk_insert(conn, history, _table_frame(rows, history, run))
-        exists = conn.execute(sa.select(runs.c.run_id).where(runs.c.run_id == run_id)).first()
-        if exists:
-            conn.execute(sa.update(runs).where(runs.c.run_id == run_id).values(run_values))
-        else:
-            conn.execute(sa.insert(runs).values(run_values))
+    if update_current:
+        newest = conn.execute(sa.select(sa.func.max(tables.scores.c.as_of))).scalar()
+        if newest is not None and newest > as_of:
+            raise DataError(
+                f"pql_scores already holds as_of {newest}, newer than this run's {as_of}; writing it "
+                "would roll the sales list back. Score past dates as a backfill (update_current=False)."
+            )
+        _replace_current(conn, tables.scores, _table_frame(rows, tables.scores, run))
+    replaced = [run_id, *_runs_with_history(conn, tables, as_of, exclude=run_id)]
+    conn.execute(sa.update(runs).where(runs.c.run_id.in_(replaced[1:])).values(status=SUPERSEDED))
+    conn.execute(sa.delete(history).where(history.c.run_id.in_(replaced)))
+    bulk_insert(conn, history, _table_frame(rows, history, run))
+    exists = conn.execute(sa.select(runs.c.run_id).where(runs.c.run_id == run_id)).first()
+    if exists:
+        conn.execute(sa.update(runs).where(runs.c.run_id == run_id).values(run_values))
+    else:
+        conn.execute(sa.insert(runs).values(run_values))

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from models.registry import champion_state, list_versions, promote, read_metadata, rollback
+from models.registry import RegistryError, champion_state, list_versions, promote, read_metadata, rollback
 from models.report import SCORER_NAMES, verdict_sentences
 from models.training import TrainOutcome, train_and_register
 from pql.clock import to_utc_naive
@@ -161,12 +161,18 @@ def register(app: typer.Typer) -> None:
     @models_app.command("show")
     @cli_errors
     def show(
-        ctx: typer.Context, version: Annotated[str, typer.Argument(help="A version from `pql models list`.")]
+        ctx: typer.Context,
+        version: Annotated[
+            str | None, typer.Argument(help="A version from `pql models list` (default: the champion).")
+        ] = None,
     ) -> None:
         """A version's training window, metrics against baselines, and promotion decision."""
         root = settings_of(ctx).model_registry_path
-        meta = read_metadata(root, version)
-        _show(meta, champion_state(root).get("champion") == version, str(root / version))
+        champion = champion_state(root).get("champion")
+        version = version or champion
+        if version is None:
+            raise RegistryError(f"No champion model in {root}: run `pql train`, or name a version to show.")
+        _show(read_metadata(root, version), version == champion, str(root / version))
 
     @models_app.command("promote")
     @cli_errors

@@ -6,6 +6,7 @@ still log everything to the Prefect API (the UI shows it), but the terminal gets
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 import warnings
@@ -73,8 +74,27 @@ def parse_as_of(value: str | None, settings: Settings) -> datetime | None:
         raise typer.BadParameter(f"{value!r} is not a date (YYYY-MM-DD) or an ISO date-time.") from exc
 
 
+class _FailuresReportedByPql(logging.Filter):
+    """Drops Prefect's console reports of a failed task or flow run (error lines with tracebacks):
+    the command prints the failure itself, once and readably. The Prefect API still gets them."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (
+            record.levelno >= logging.ERROR
+            and record.name.startswith(("prefect.flow_runs", "prefect.task_runs"))
+        )
+
+
 def run_flow(call: Callable[[], R]) -> R:
-    """Call a flow; a database error that outlived its retries becomes a failed run (exit code 1)."""
+    """Call a flow (imported, so Prefect's logging is set up); a database error that outlived its
+    retries becomes a failed run (exit code 1)."""
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, PrefectConsoleHandler) and not any(
+            isinstance(existing, _FailuresReportedByPql) for existing in handler.filters
+        ):
+            handler.addFilter(_FailuresReportedByPql())
     try:
         return call()
     except DATABASE_ERRORS as exc:
@@ -108,6 +128,15 @@ def print_summary(summary: RunSummary) -> None:
         counts.add_row(label, _fmt_count(value))
     console.print(counts)
     console.print(summary_text(summary.validation), highlight=False)
+    if summary.monitoring:
+        breaches = summary.monitoring.get("breaches", [])
+        console.print(f"monitoring {summary.monitoring.get('status', 'unknown')}", highlight=False)
+        for breach in breaches[:5]:
+            console.print(
+                f"  {breach['level']}: {breach['check']} {breach['name']} = {breach['value']} "
+                f"(threshold {breach['threshold']})",
+                highlight=False,
+            )
     if summary.dry_run and summary.changes is not None:
         from scoring.diff import render_changes
 
@@ -171,13 +200,16 @@ def register(app: typer.Typer) -> None:
         ] = False,
     ) -> None:
         """Score every day from START to END into the history (pql_score_history), oldest first."""
-        settings_of(ctx)
+        settings = settings_of(ctx)
         try:
             first, last = date.fromisoformat(start), date.fromisoformat(end)
         except ValueError as exc:
             raise typer.BadParameter(f"dates must look like 2026-01-31 ({exc}).") from exc
         quiet_prefect()
         from flows.backfill import backfill as backfill_flow
+        from flows.tasks import as_of_dates
+
+        as_of_dates(first, last, settings)  # a backwards range stops here, before any run starts
 
         summaries = run_flow(
             lambda: backfill_flow(

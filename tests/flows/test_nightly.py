@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
 
 import pandas as pd
 import pytest
@@ -25,14 +26,21 @@ from pql.validation import ValidationFailed
 if TYPE_CHECKING:
     from conftest import World
 
-pytestmark = pytest.mark.usefixtures("prefect_api")
-
 
 def test_as_of_defaults_to_the_start_of_today_in_the_configured_time_zone() -> None:
     settings = load_settings(None, timezone="Asia/Tokyo")
-    assert tasks.default_as_of(settings) == start_of_day(today_in(settings.zone), settings.zone)
+    assert tasks.nightly_as_of(None, settings) == start_of_day(today_in(settings.zone), settings.zone)
 
 
+def test_an_as_of_with_an_offset_is_taken_as_the_instant_it_names() -> None:
+    settings = load_settings(None, timezone="Asia/Tokyo")
+    paris_midnight = datetime(2026, 3, 2, tzinfo=ZoneInfo("Europe/Paris"))
+    assert tasks.nightly_as_of(paris_midnight, settings) == datetime(2026, 3, 1, 23)
+    assert tasks.nightly_as_of(datetime(2026, 3, 2), settings) == datetime(2026, 3, 2)  # naive is UTC
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("prefect_api")
 def test_a_successful_run_writes_the_current_list_and_its_history(scored: tuple[World, RunSummary]) -> None:
     world, summary = scored
     scores, history = world.table("scores"), world.table("history")
@@ -41,6 +49,8 @@ def test_a_successful_run_writes_the_current_list_and_its_history(scored: tuple[
     assert set(history["run_id"]) == {summary.run_id}
 
 
+@pytest.mark.slow
+@pytest.mark.usefixtures("prefect_api")
 def test_a_successful_run_completes_its_ledger_row(scored: tuple[World, RunSummary]) -> None:
     world, summary = scored
     (run,) = world.table("runs").to_dict("records")
@@ -55,6 +65,8 @@ def test_a_successful_run_completes_its_ledger_row(scored: tuple[World, RunSumma
     assert run["used_fallback"] == summary.used_fallback
 
 
+@pytest.mark.slow
+@pytest.mark.usefixtures("prefect_api")
 def test_the_ledger_names_the_prefect_flow_run_that_scored(scored: tuple[World, RunSummary]) -> None:
     world, _ = scored
     (run,) = world.table("runs").to_dict("records")
@@ -64,6 +76,8 @@ def test_the_ledger_names_the_prefect_flow_run_that_scored(scored: tuple[World, 
     assert flow_run.state is not None and flow_run.state.is_completed()
 
 
+@pytest.mark.slow
+@pytest.mark.usefixtures("prefect_api")
 def test_the_run_publishes_its_report_as_a_markdown_artifact(
     scored: tuple[World, RunSummary], report_of: Callable[[str, str], str]
 ) -> None:
@@ -73,6 +87,8 @@ def test_the_run_publishes_its_report_as_a_markdown_artifact(
     assert summary.top_pqls[0]["account_id"] in report
 
 
+@pytest.mark.slow
+@pytest.mark.usefixtures("prefect_api")
 def test_a_validation_failure_fails_the_run_and_leaves_the_crm_as_it_was(world: World) -> None:
     nightly(as_of=world.end, config=world.config)
     scores, history = world.table("scores"), world.table("history")
@@ -88,6 +104,8 @@ def test_a_validation_failure_fails_the_run_and_leaves_the_crm_as_it_was(world: 
     assert "events.window_not_empty" in json.loads(run["validation_json"])["failed"]
 
 
+@pytest.mark.slow
+@pytest.mark.usefixtures("prefect_api")
 def test_a_data_error_at_the_write_fails_the_run_and_rolls_the_write_back(world: World) -> None:
     nightly(as_of=world.end, config=world.config)
     scores, history = world.table("scores"), world.table("history")
@@ -101,6 +119,8 @@ def test_a_data_error_at_the_write_fails_the_run_and_rolls_the_write_back(world:
     assert world.table("runs")["status"].tolist() == ["failed", "succeeded"]  # sorted by as_of
 
 
+@pytest.mark.slow
+@pytest.mark.usefixtures("prefect_api")
 def test_a_configuration_error_fails_the_flow_before_anything_is_touched(world: World) -> None:
     Path(world.config).write_text('timezone = "Mars/Olympus"\n', encoding="utf-8")
     state = nightly(as_of=world.end, config=world.config, return_state=True)
@@ -110,6 +130,8 @@ def test_a_configuration_error_fails_the_flow_before_anything_is_touched(world: 
     assert world.table("runs").empty
 
 
+@pytest.mark.slow
+@pytest.mark.usefixtures("prefect_api")
 def test_a_dry_run_reports_the_changes_and_writes_nothing(world: World) -> None:
     summary = nightly(as_of=world.end, dry_run=True, config=world.config)
     assert summary.dry_run and summary.run_id is None

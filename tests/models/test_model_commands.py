@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
-import pytest
 import typer
 from model_frames import Trained
 from typer.testing import CliRunner, Result
@@ -122,8 +121,19 @@ def test_train_on_a_world_with_too_few_conversions_exits_1_and_registers_the_fal
     assert entry["status"] == TOO_LITTLE_DATA and entry["is_champion"]
 
 
-@pytest.mark.parametrize("args", [["models"], ["models", "show"]])
-def test_incomplete_commands_show_help_instead_of_failing_silently(tmp_path: Path, args: list[str]) -> None:
-    result = invoke(tmp_path / ".pql", *args)
+def test_models_without_a_subcommand_shows_help(tmp_path: Path) -> None:
+    result = invoke(tmp_path / ".pql", "models")
     assert result.exit_code == 2
     assert "Usage" in result.output
+
+
+def test_show_without_a_version_shows_the_champion(trained: Trained) -> None:
+    result = invoke(trained.settings.state_dir, "models", "show")
+    assert result.exit_code == 0, result.output
+    assert f"model {trained.outcome.version} (champion)" in result.output
+
+
+def test_show_without_a_version_or_a_champion_exits_1(tmp_path: Path) -> None:
+    result = invoke(tmp_path / ".pql", "models", "show")
+    assert result.exit_code == 1
+    assert "No champion model" in result.output

@@ -300,3 +300,64 @@ def test_duplicate_accounts_in_the_crm_snapshot_are_an_error(agreement: Settings
             agreement,
             AS_OF,
         )
+
+
+def with_control(settings: Settings, share: float) -> Settings:
+    return settings.model_copy(
+        update={"outcomes": settings.outcomes.model_copy(update={"control_share": share})}
+    )
+
+
+def test_without_a_control_share_no_account_is_held_out(agreement: Settings) -> None:
+    ids = [f"acc-{i}" for i in range(200)]
+    result = apply_pql_rules(
+        accounts(*({"account_id": i} for i in ids)),
+        crm(*({"account_id": i, "owner": f"rep-{i}"} for i in ids)),
+        NO_HISTORY,
+        agreement,
+        AS_OF,
+    )
+    assert not result["is_control"].any()
+    assert result["is_pql"].all()
+
+
+def test_held_out_pqls_are_recorded_as_control_and_never_shown_as_pqls(agreement: Settings) -> None:
+    ids = [f"acc-{i}" for i in range(400)]
+    result = apply_pql_rules(
+        accounts(*({"account_id": i} for i in ids)),
+        crm(*({"account_id": i, "owner": f"rep-{i}"} for i in ids)),
+        NO_HISTORY,
+        with_control(agreement, 0.25),
+        AS_OF,
+    )
+    held = result[result["is_control"]]
+    assert 0.15 < len(held) / len(result) < 0.35
+    assert not held["is_pql"].any()
+    assert held["routed_to"].isna().all()
+    assert (held["first_pql_at"] == pd.Timestamp(AS_OF)).all()
+    assert result.loc[~result["is_control"], "is_pql"].all()
+
+
+def test_a_control_account_stays_held_out_and_keeps_its_first_pql_at(agreement: Settings) -> None:
+    settings = with_control(agreement, 0.5)
+    ids = [f"acc-{i}" for i in range(60)]
+    first = apply_pql_rules(
+        accounts(*({"account_id": i} for i in ids)),
+        crm(*({"account_id": i, "owner": f"rep-{i}"} for i in ids)),
+        NO_HISTORY,
+        settings,
+        AS_OF,
+    )
+    held = first.loc[first["is_control"], "account_id"].tolist()
+    before = first[["account_id", "is_pql", "is_control", "first_pql_at", "routed_to"]]
+    later = apply_pql_rules(
+        accounts(*({"account_id": i} for i in ids)),
+        crm(*({"account_id": i, "owner": f"rep-{i}"} for i in ids)),
+        before,
+        settings,
+        AS_OF + 3 * DAY,
+    )
+    again = later.set_index("account_id").loc[held]
+    assert again["is_control"].all() and not again["is_pql"].any()
+    assert (again["pql_status"] == rules.KEPT).all()
+    assert (again["first_pql_at"] == pd.Timestamp(AS_OF)).all()
