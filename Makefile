@@ -2,8 +2,8 @@
 PYTHON ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
-DEMO_ACCOUNTS ?= 3000
-DEMO_DAYS ?= 180
+DEMO_ACCOUNTS ?= 4000
+DEMO_DAYS ?= 240
 
 .PHONY: install install-test demo test lint bench clean
 

@@ -75,8 +75,8 @@ def _monitoring(monitoring: dict[str, Any]) -> list[str]:
     lines = [f"Status: **{monitoring.get('status', 'unknown')}**"]
     for breach in monitoring.get("breaches", []):
         lines.append(
-            f"- {breach['level']}: {breach['check']} `{breach['name']}` = {breach['value']} "
-            f"(threshold {breach['threshold']})"
+            f"- {breach['check']} `{breach['name']}` = {breach['value']} "
+            f"(at or above the {breach['level']} threshold {breach['threshold']})"
         )
     return lines
 

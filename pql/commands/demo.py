@@ -23,10 +23,10 @@ def register(app: typer.Typer) -> None:
         ctx: typer.Context,
         accounts: Annotated[
             int, typer.Option("--accounts", min=50, help="Accounts in a new demo world.")
-        ] = 3000,
+        ] = 4000,
         days: Annotated[
             int, typer.Option("--days", min=60, help="Days of history in a new demo world.")
-        ] = 180,
+        ] = 240,
         seed: Annotated[int, typer.Option("--seed", help="Seed of a new demo world.")] = 7,
         fresh: Annotated[
             bool, typer.Option("--fresh", help="Regenerate the demo world even if the source has events.")

@@ -133,8 +133,8 @@ def print_summary(summary: RunSummary) -> None:
         console.print(f"monitoring {summary.monitoring.get('status', 'unknown')}", highlight=False)
         for breach in breaches[:5]:
             console.print(
-                f"  {breach['level']}: {breach['check']} {breach['name']} = {breach['value']} "
-                f"(threshold {breach['threshold']})",
+                f"  {breach['check']} {breach['name']} = {breach['value']} "
+                f"(at or above the {breach['level']} threshold {breach['threshold']})",
                 highlight=False,
             )
     if summary.dry_run and summary.changes is not None:
