@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from prefect.testing.utilities import prefect_test_harness
 from flows.artifacts import artifact_key
 from flows.nightly import nightly
 from flows.summary import RunSummary
+from pql.commands.run import QUIET_PREFECT
 from pql.config import Settings, TablesConfig, load_settings
 from pql.db import create_engine
 from pql.demo_world import write_demo_world
@@ -25,6 +27,18 @@ from pql.schema import create_tables, output_tables, source_tables
 
 # The world ends at this instant (exclusive): runs score as of it, or as of days before it.
 WORLD_END = datetime(2026, 3, 2)
+
+
+@pytest.fixture(autouse=True)
+def _restored_environment() -> Iterator[None]:
+    """The commands set Prefect's console defaults in the environment; undo that after each test."""
+    before = {name: os.environ.get(name) for name in QUIET_PREFECT}
+    yield
+    for name, value in before.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 @pytest.fixture(scope="session")

@@ -3,8 +3,6 @@ and 2 (usage or configuration), and what each prints."""
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -14,22 +12,9 @@ import sqlalchemy as sa
 from typer.testing import CliRunner
 
 from pql.cli import app
-from pql.commands.run import QUIET_PREFECT
 
 if TYPE_CHECKING:
     from conftest import World
-
-
-@pytest.fixture(autouse=True)
-def _restored_environment() -> Iterator[None]:
-    """The commands set Prefect's console defaults in the environment; undo that after each test."""
-    before = {name: os.environ.get(name) for name in QUIET_PREFECT}
-    yield
-    for name, value in before.items():
-        if value is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = value
 
 
 def pql(*args: str) -> tuple[int, str]:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,21 +9,9 @@ import sqlalchemy as sa
 from typer.testing import CliRunner
 
 from pql.cli import app
-from pql.commands.run import QUIET_PREFECT
 from pql.config import load_settings
 from pql.db import create_engine
 from pql.schema import output_tables
-
-
-@pytest.fixture(autouse=True)
-def _restored_environment() -> Iterator[None]:
-    before = {name: os.environ.get(name) for name in QUIET_PREFECT}
-    yield
-    for name, value in before.items():
-        if value is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = value
 
 
 def run_demo(config: Path) -> str:
