@@ -80,6 +80,7 @@ def calibrated_fit(
         and slice_conversions >= MIN_CALIBRATION_CONVERSIONS
         and 0 < fit_rows["label"].sum() < len(fit_rows)
         and train.loc[in_slice, "label"].nunique() == 2
+        and not fit_rows[list(numeric)].isna().all().any()
     )
     if not usable:
         base = make_pipeline(numeric, categorical, seed).fit(train, train["label"].to_numpy())

@@ -482,6 +482,15 @@ def train_on_frame(
             problem = f"the {part} of the out-of-time split ({len(rows)} rows) hold {conversions} conversions"
             _register_too_little_data(frame, settings, meta, problem, timings)
 
+    empty = [name for name in numeric if train[name].isna().all()]
+    if empty:
+        # The booster cannot bin a column with no value at all (young accounts leave momentum empty).
+        problem = (
+            f"the training snapshots ({len(train)} rows) have no value at all for {', '.join(empty)}: "
+            "the history is too short; train again when it is longer"
+        )
+        _register_too_little_data(frame, settings, meta, problem, timings)
+
     fitted = _fit_all(train, settings, timings)
     clock = time.perf_counter()
     probabilities = _probabilities(fitted, test)

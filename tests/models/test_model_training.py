@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 from model_frames import WINDOW_END, Trained, fast_settings, training_frame
@@ -68,6 +69,15 @@ def test_too_few_snapshots_for_an_out_of_time_split_also_falls_back(model_settin
     with pytest.raises(TooLittleDataError, match="horizon") as raised:
         train_on_frame(short, model_settings, window_end=WINDOW_END)
     assert load_scoring_model(model_settings).version == raised.value.outcome.version
+
+
+def test_a_feature_with_no_value_in_the_training_snapshots_refuses_training_clearly(
+    model_settings: Settings,
+) -> None:
+    frame = training_frame(model_settings)
+    frame["ratio_momentum_7d_vs_prior_21d"] = np.nan
+    with pytest.raises(TooLittleDataError, match="no value at all for ratio_momentum_7d_vs_prior_21d"):
+        train_on_frame(frame, model_settings, window_end=WINDOW_END)
 
 
 def test_too_little_data_keeps_a_trained_champion(trained: Trained) -> None:
