@@ -308,28 +308,28 @@ def with_control(settings: Settings, share: float) -> Settings:
     )
 
 
-def test_without_a_control_share_no_account_is_held_out(agreement: Settings) -> None:
-    ids = [f"acc-{i}" for i in range(200)]
-    result = apply_pql_rules(
+def qualifying_accounts(
+    n: int, settings: Settings, previous: pd.DataFrame = NO_HISTORY, as_of: datetime = AS_OF
+) -> pd.DataFrame:
+    """The rules applied to `n` eligible accounts above entry, each with an owner of its own."""
+    ids = [f"acc-{i}" for i in range(n)]
+    return apply_pql_rules(
         accounts(*({"account_id": i} for i in ids)),
         crm(*({"account_id": i, "owner": f"rep-{i}"} for i in ids)),
-        NO_HISTORY,
-        agreement,
-        AS_OF,
+        previous,
+        settings,
+        as_of,
     )
+
+
+def test_without_a_control_share_no_account_is_held_out(agreement: Settings) -> None:
+    result = qualifying_accounts(200, agreement)
     assert not result["is_control"].any()
     assert result["is_pql"].all()
 
 
 def test_held_out_pqls_are_recorded_as_control_and_never_shown_as_pqls(agreement: Settings) -> None:
-    ids = [f"acc-{i}" for i in range(400)]
-    result = apply_pql_rules(
-        accounts(*({"account_id": i} for i in ids)),
-        crm(*({"account_id": i, "owner": f"rep-{i}"} for i in ids)),
-        NO_HISTORY,
-        with_control(agreement, 0.25),
-        AS_OF,
-    )
+    result = qualifying_accounts(400, with_control(agreement, 0.25))
     held = result[result["is_control"]]
     assert 0.15 < len(held) / len(result) < 0.35
     assert not held["is_pql"].any()
@@ -340,23 +340,10 @@ def test_held_out_pqls_are_recorded_as_control_and_never_shown_as_pqls(agreement
 
 def test_a_control_account_stays_held_out_and_keeps_its_first_pql_at(agreement: Settings) -> None:
     settings = with_control(agreement, 0.5)
-    ids = [f"acc-{i}" for i in range(60)]
-    first = apply_pql_rules(
-        accounts(*({"account_id": i} for i in ids)),
-        crm(*({"account_id": i, "owner": f"rep-{i}"} for i in ids)),
-        NO_HISTORY,
-        settings,
-        AS_OF,
-    )
+    first = qualifying_accounts(60, settings)
     held = first.loc[first["is_control"], "account_id"].tolist()
     before = first[["account_id", "is_pql", "is_control", "first_pql_at", "routed_to"]]
-    later = apply_pql_rules(
-        accounts(*({"account_id": i} for i in ids)),
-        crm(*({"account_id": i, "owner": f"rep-{i}"} for i in ids)),
-        before,
-        settings,
-        AS_OF + 3 * DAY,
-    )
+    later = qualifying_accounts(60, settings, previous=before, as_of=AS_OF + 3 * DAY)
     again = later.set_index("account_id").loc[held]
     assert again["is_control"].all() and not again["is_pql"].any()
     assert (again["pql_status"] == rules.KEPT).all()
