@@ -2,26 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 import typer
 
-from pql.clock import to_utc_naive
-from pql.commands import cli_errors, console, settings_of
-from pql.config import Settings
+from pql.commands import cli_errors, console, instant_option, settings_of
 from pql.db import databases, redacted
 from pql.demo_world import DemoWorldSummary, write_demo_world
-
-
-def _end_instant(value: str | None, settings: Settings) -> datetime | None:
-    """`--end` as naive UTC: a date means its midnight in the configured time zone."""
-    if value is None:
-        return None
-    try:
-        return to_utc_naive(value, settings.zone)
-    except ValueError as exc:
-        raise typer.BadParameter(f"{value!r} is not an ISO date or date-time (e.g. 2026-01-31)") from exc
 
 
 def summary_lines(summary: DemoWorldSummary, url: str) -> list[str]:
@@ -59,7 +46,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Replace the demo rows of the source tables with a simulated world (creates missing tables)."""
         settings = settings_of(ctx)
-        end_at = _end_instant(end, settings)
+        end_at = instant_option(end, "--end", settings)
         with databases(settings) as dbs:
             summary = write_demo_world(
                 dbs.source, dbs.source_tables, settings, accounts=accounts, days=days, seed=seed, end=end_at

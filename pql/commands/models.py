@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 import typer
@@ -11,9 +10,7 @@ from rich.table import Table
 from models.registry import RegistryError, champion_state, list_versions, promote, read_metadata, rollback
 from models.report import SCORER_NAMES, verdict_sentences
 from models.training import TrainOutcome, train_and_register
-from pql.clock import to_utc_naive
-from pql.commands import cli_errors, console, settings_of
-from pql.config import Settings
+from pql.commands import cli_errors, console, instant_option, settings_of
 from pql.db import databases
 
 SHOWN_METRICS = (
@@ -25,16 +22,6 @@ SHOWN_METRICS = (
     ("precision_top_k", "precision top-K", 3),
     ("capture_top_10pct", "conversions in top 10%", 3),
 )
-
-
-def _end_instant(value: str | None, settings: Settings) -> datetime | None:
-    """`--end` as naive UTC: a date means its midnight in the configured time zone."""
-    if value is None:
-        return None
-    try:
-        return to_utc_naive(value, settings.zone)
-    except ValueError as exc:
-        raise typer.BadParameter(f"{value!r} is not an ISO date or date-time (e.g. 2026-01-31)") from exc
 
 
 def _number(value: Any, digits: int) -> str:
@@ -122,7 +109,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Build the training set, backtest the model against baselines, register it, promote if better."""
         settings = settings_of(ctx)
-        end_at = _end_instant(end, settings)
+        end_at = instant_option(end, "--end", settings)
         with databases(settings) as dbs:
             outcome = train_and_register(dbs.source, dbs.source_tables, settings, end_at)
         for line in outcome_lines(outcome):

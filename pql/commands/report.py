@@ -10,23 +10,12 @@ import pandas as pd
 import typer
 from rich.table import Table
 
-from pql.clock import start_of_day, to_utc_naive, today_in
-from pql.commands import cli_errors, console, settings_of
-from pql.config import ConfigError, Settings
+from pql.clock import start_of_day, today_in
+from pql.commands import cli_errors, console, instant_option, settings_of
+from pql.config import ConfigError
 from pql.db import databases
 
 REPORT_DAYS = 182
-
-
-def _instant(value: str | None, option: str, settings: Settings) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        return to_utc_naive(value, settings.zone)
-    except ValueError as exc:
-        raise ConfigError(
-            f"{option}: {value!r} is not a date or date-time (use YYYY-MM-DD or YYYY-MM-DDTHH:MM)."
-        ) from exc
 
 
 def _cell(value: object, kind: str = "") -> str:
@@ -104,8 +93,10 @@ def register(app: typer.Typer) -> None:
         from models.production.report import write_report
 
         settings = settings_of(ctx)
-        end = _instant(until, "--until", settings) or start_of_day(today_in(settings.zone), settings.zone)
-        start = _instant(since, "--since", settings) or end - timedelta(days=REPORT_DAYS)
+        end = instant_option(until, "--until", settings) or start_of_day(
+            today_in(settings.zone), settings.zone
+        )
+        start = instant_option(since, "--since", settings) or end - timedelta(days=REPORT_DAYS)
         if start >= end:
             raise ConfigError(f"--since ({start:%Y-%m-%d}) must be before --until ({end:%Y-%m-%d}).")
         path = out or settings.state_dir / "reports" / f"pql-report-{end:%Y-%m-%d}.html"
@@ -129,8 +120,8 @@ def register(app: typer.Typer) -> None:
         from models.production.evaluation import evaluate_sla
 
         settings = settings_of(ctx)
-        now = _instant(as_of, "--as-of", settings) or datetime.now(UTC).replace(tzinfo=None)
-        start = _instant(since, "--since", settings) or now - timedelta(
+        now = instant_option(as_of, "--as-of", settings) or datetime.now(UTC).replace(tzinfo=None)
+        start = instant_option(since, "--since", settings) or now - timedelta(
             days=settings.scoring.max_pql_age_days
         )
         with databases(settings) as dbs:

@@ -12,7 +12,7 @@ import sqlite3
 import warnings
 from collections.abc import Callable
 from contextlib import ExitStack
-from datetime import date, datetime
+from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, TypeVar
 
@@ -22,9 +22,8 @@ import sqlalchemy as sa
 import typer
 from rich.table import Table
 
-from pql.clock import start_of_day, to_utc_naive
-from pql.commands import cli_errors, console, settings_of
-from pql.config import Settings, config_path
+from pql.commands import cli_errors, console, instant_option, settings_of
+from pql.config import config_path
 from pql.db import DataError
 
 if TYPE_CHECKING:
@@ -57,21 +56,6 @@ def flow_config(ctx: typer.Context) -> str | None:
     """The settings file to hand to a flow run (absolute, so a run in another directory reads the same)."""
     found = config_path((ctx.find_root().params or {}).get("config"))
     return str(found.resolve()) if found is not None else None
-
-
-def parse_as_of(value: str | None, settings: Settings) -> datetime | None:
-    """`YYYY-MM-DD` is the start of that day in the configured time zone; an ISO instant is taken as
-    given (local to that zone unless it carries an offset)."""
-    if value is None:
-        return None
-    try:
-        return start_of_day(date.fromisoformat(value), settings.zone)
-    except ValueError:
-        pass
-    try:
-        return to_utc_naive(datetime.fromisoformat(value), settings.zone)
-    except ValueError as exc:
-        raise typer.BadParameter(f"{value!r} is not a date (YYYY-MM-DD) or an ISO date-time.") from exc
 
 
 class _FailuresReportedByPql(logging.Filter):
@@ -179,7 +163,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run the nightly scoring flow: validate, score, explain, write the PQL list to the CRM."""
         settings = settings_of(ctx)
-        moment = parse_as_of(as_of, settings)
+        moment = instant_option(as_of, "--as-of", settings)
         quiet_prefect()
         from flows.nightly import nightly
 
