@@ -1,6 +1,8 @@
 """What the data-quality gates cost next to the rest of a nightly run, on a 100,000-account world.
 
-Builds (or reuses) a demo world in DuckDB, then measures two ways:
+Builds (or reuses) a demo world in DuckDB and a model trained on it (the champion the nightly scores
+with, as in production; the points fallback would make the run unrealistically cheap), then measures
+two ways:
 
 1. Steps: every step of a scoring run called directly, in the nightly flow's order (source gates,
    feature build, features gate, model, CRM reads, scoring with reasons and rules, scores and output
@@ -9,8 +11,9 @@ Builds (or reuses) a demo world in DuckDB, then measures two ways:
    in fresh interpreters: the pipeline's own (`import flows.nightly`) and, on top of them, Great
    Expectations' import and context.
 2. Flow: the real nightly, `pql score`, in a fresh process on the same world: its wall time, and the
-   time of its validate-* steps from the run ledger (`pql_runs.timings_json`). The first gate pays
-   Great Expectations' import.
+   time of its validate-* steps from the run ledger (`pql_runs.timings_json`). The command loads Great
+   Expectations while Prefect starts; a deployment's flow-run process has no such wait to hide the
+   import in, so the worst case counts the whole import (timed in fresh interpreters) as validation.
 
     .venv/bin/python benchmarks/validation.py                  # 100,000 accounts, 120 days
     .venv/bin/python benchmarks/validation.py --accounts 20000 --days 90 --passes 2
@@ -30,6 +33,7 @@ if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().p
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import time
@@ -40,7 +44,8 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 
 from features.builder import build_features
-from models.registry import load_scoring_model
+from models.registry import CHAMPION_FILE, load_scoring_model
+from models.training import train_and_register
 from pql import validation
 from pql.config import Settings, load_settings
 from pql.db import create_engine
@@ -89,6 +94,23 @@ def world(accounts: int, days: int, seed: int, rebuild: bool) -> tuple[Path, dic
     finally:
         engine.dispose()
     return path, counts
+
+
+def champion_registry(world_path: Path, rebuild: bool) -> Path:
+    """A model registry with a champion trained on the world, trained unless one exists (not timed)."""
+    registry = world_path.with_name(world_path.stem + "_models")
+    url = f"duckdb:///{world_path.as_posix()}"
+    settings = load_settings(None, source_url=url, registry_path=registry)
+    if rebuild or not (registry / CHAMPION_FILE).exists():
+        shutil.rmtree(registry, ignore_errors=True)
+        engine = create_engine(url)
+        try:
+            started = time.perf_counter()
+            outcome = train_and_register(engine, source_tables(settings.tables), settings)
+        finally:
+            engine.dispose()
+        print(f"champion {outcome.version} trained in {time.perf_counter() - started:.0f} s", flush=True)
+    return registry
 
 
 def one_pass(settings: Settings) -> tuple[dict[str, float], dict[str, float], str]:
@@ -161,7 +183,7 @@ def import_costs() -> tuple[float, float]:
     return pipeline, gx
 
 
-def flow_run(source: Path, folder: Path) -> dict[str, Any]:
+def flow_run(source: Path, registry: Path, folder: Path) -> dict[str, Any]:
     """The real nightly (`pql score`) in a fresh process: wall time and its ledger's step timings."""
     folder.mkdir(parents=True, exist_ok=True)
     crm = folder / "crm.duckdb"
@@ -170,7 +192,8 @@ def flow_run(source: Path, folder: Path) -> dict[str, Any]:
     config.write_text(
         f'source_url = "duckdb:///{source.as_posix()}"\n'
         f'crm_url = "duckdb:///{crm.as_posix()}"\n'
-        f'state_dir = "{folder.as_posix()}"\n',
+        f'state_dir = "{folder.as_posix()}"\n'
+        f'registry_path = "{registry.as_posix()}"\n',
         encoding="utf-8",
     )
     env = {**os.environ, "PREFECT_HOME": str(folder / "prefect_home")}
@@ -209,13 +232,16 @@ def main() -> None:
     args = parser.parse_args()
 
     path, counts = world(args.accounts, args.days, args.seed, args.rebuild)
+    registry = champion_registry(path, args.rebuild)
     state = OUT / "validation_state"
     settings = load_settings(
         None,
         source_url=f"duckdb:///{path.as_posix()}",
         crm_url=f"duckdb:///{(state / 'crm.duckdb').as_posix()}",
         state_dir=state,
+        registry_path=registry,
     )
+    champion = load_scoring_model(settings)
     pipeline_imports, gx_imports = import_costs()
     passes = [one_pass(settings) for _ in range(max(args.passes, 2))]
     measured = passes[1:]
@@ -223,10 +249,10 @@ def main() -> None:
     gates = {name: statistics.median(p[1][name] for p in measured) for name in measured[0][1]}
     other_total, gates_total = sum(other.values()), sum(gates.values())
     overhead = 100 * gates_total / other_total
-    overhead_process = 100 * (gates_total + gx_imports) / (other_total + pipeline_imports)
-    flow = None if args.no_flow else flow_run(path, OUT / "validation_flow")
+    flow = None if args.no_flow else flow_run(path, registry, OUT / "validation_flow")
 
     print(f"\nworld: {counts['accounts']:,} accounts, {counts['events']:,} events; as_of {END:%Y-%m-%d}")
+    print(f"model: {champion.version}" + (" (points fallback)" if champion.is_fallback else ""))
     print(f"1. steps, median of {len(measured)} passes after a warm-up; validation status: {passes[-1][2]}")
     print("   nightly steps other than validation (s)")
     for name, seconds in other.items():
@@ -238,7 +264,7 @@ def main() -> None:
     print(f"     {'total':<22}{gates_total:8.2f}")
     print(f"   once per process: pipeline imports {pipeline_imports:.2f} s, ", end="")
     print(f"GX import + context {gx_imports:.2f} s")
-    print(f"   overhead per run: {overhead:.1f}%; per process (imports included): {overhead_process:.1f}%")
+    print(f"   overhead per run: {overhead:.1f}%")
     flow_figures: dict[str, Any] = {}
     if flow is not None:
         validate = sum(flow["steps_s"].get(step, 0.0) for step in VALIDATION_STEPS)
@@ -248,11 +274,16 @@ def main() -> None:
             "validation_steps_s": {step: flow["steps_s"].get(step) for step in VALIDATION_STEPS},
             "validation_total_s": round(validate, 3),
             "overhead_pct": round(100 * validate / (flow["wall_s"] - validate), 2),
+            # As if nothing hid the import: all of it paid inside the first gate.
+            "overhead_gx_import_unhidden_pct": round(
+                100 * (validate + gx_imports) / (flow["wall_s"] - validate), 2
+            ),
         }
         print(f"2. `pql score` in a fresh process: {flow['wall_s']:.1f} s wall, run {flow['status']}")
         for step in VALIDATION_STEPS:
             print(f"     {step:<22}{flow['steps_s'].get(step, 0.0):8.2f}")
-        print(f"   overhead: {flow_figures['overhead_pct']:.1f}% of the rest of the run's wall time")
+        print(f"   overhead: {flow_figures['overhead_pct']:.1f}% of the rest of the run's wall; ", end="")
+        print(f"{flow_figures['overhead_gx_import_unhidden_pct']:.1f}% with the whole GX import counted")
     print(f"target: validation < {TARGET_PCT:.0f}% of the rest of the nightly run")
     print(
         json.dumps(
@@ -261,6 +292,8 @@ def main() -> None:
                 "accounts": counts["accounts"],
                 "events": counts["events"],
                 "as_of": END.isoformat(),
+                "model_version": champion.version,
+                "model_is_fallback": champion.is_fallback,
                 "passes_measured": len(measured),
                 "validation_status": passes[-1][2],
                 "other_steps_s": {name: round(seconds, 3) for name, seconds in other.items()},
@@ -270,7 +303,6 @@ def main() -> None:
                 "pipeline_imports_s": round(pipeline_imports, 3),
                 "gx_import_and_context_s": round(gx_imports, 3),
                 "overhead_per_run_pct": round(overhead, 2),
-                "overhead_per_process_pct": round(overhead_process, 2),
                 "flow": flow_figures,
                 "target_pct": TARGET_PCT,
             }

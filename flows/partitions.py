@@ -107,6 +107,10 @@ class PartitionedModel:
     def predict_proba(self, features: pd.DataFrame) -> np.ndarray:
         return self._predict(features, fit=False)
 
+    def encoded(self) -> None:
+        """None: what-if predictions for reasons go through `predict_proba`, so they fan out too."""
+        return None
+
     def predict_fit_proba(self, features: pd.DataFrame) -> np.ndarray:
         return self._predict(features, fit=True)
 

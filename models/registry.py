@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from features.catalog import model_columns
+from models.encoded import EncodedModel, encoded_model
 from models.points import DEFAULT_BASE_RATE, fit_points
 from pql.config import Settings
 from pql.db import DataError
@@ -254,6 +255,10 @@ class LoadedModel:
         if features.empty:
             return np.zeros(0)
         return np.asarray(self.conversion.predict_proba(features)[:, 1], dtype=np.float64)
+
+    def encoded(self) -> EncodedModel | None:
+        """The conversion model split into encoding and scoring encoded rows; None for the points fallback."""
+        return encoded_model(self.conversion)
 
     def predict_fit_proba(self, features: pd.DataFrame) -> np.ndarray:
         """Probability from firmographics alone; without a fit model, the training base rate for everyone."""

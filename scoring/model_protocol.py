@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 import pandas as pd
+
+if TYPE_CHECKING:
+    from models.encoded import EncodedModel
 
 
 @runtime_checkable
@@ -24,4 +27,8 @@ class ScoringModel(Protocol):
 
     def predict_fit_proba(self, features: pd.DataFrame) -> np.ndarray:
         """Probability from firmographics alone (fit), one per row."""
+        ...
+
+    def encoded(self) -> EncodedModel | None:
+        """The conversion model split for scoring encoded rows (`models.encoded`), or None."""
         ...

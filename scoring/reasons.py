@@ -5,7 +5,8 @@ group's columns are set to the population reference values the model was trained
 mode) and the account is scored again. The drop in probability is the group's impact: positive when
 the account's own values raise its score, negative when they lower it. Each group costs one
 prediction over all accounts at once; rows already at the reference are not re-scored (their impact
-is exactly zero).
+is exactly zero). A pipeline model encodes the accounts once and answers every group from the encoded
+rows (`models.encoded`); any other model is asked through `predict_proba` on modified frames.
 
 Every account gets up to 3 raising and 2 lowering reasons. A group whose neutralisation changes the
 account's odds by less than MIN_LOG_ODDS (1%) is noise and left out; the threshold is on the odds
@@ -22,7 +23,7 @@ rather than on probability points so that accounts near 0 or 1 still get their r
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from json.encoder import encode_basestring
 
@@ -43,7 +44,7 @@ RAISING = 3
 LOWERING = 2
 MIN_LOG_ODDS = 0.01
 _EPS = 1e-12
-# Re-score only the rows that differ from the reference when they are at most this share of all rows.
+# Through frames, re-score only the rows that differ from the reference when they are at most this share.
 SUBSET_SHARE = 0.7
 UP, DOWN = "up", "down"
 
@@ -80,6 +81,33 @@ def _neutralised(
     return features.assign(**{c: np.nan if _is_missing(reference[c]) else reference[c] for c in columns})
 
 
+def _what_if(
+    frame: pd.DataFrame, model: ScoringModel, reference: dict[str, object]
+) -> Callable[[np.ndarray, Sequence[str]], np.ndarray]:
+    """predict(rows, columns): the model's probability for the `rows` (a mask) of `frame` with `columns`
+    set to their reference values. Encodes the frame once when the model can be split (models.encoded)."""
+    encoded = model.encoded()
+    if encoded is None:
+
+        def through_frames(rows: np.ndarray, columns: Sequence[str]) -> np.ndarray:
+            # Selecting most rows of a frame costs more than scoring the few extra ones.
+            if rows.sum() > SUBSET_SHARE * len(frame):
+                return model.predict_proba(_neutralised(frame, columns, reference))[rows]
+            return model.predict_proba(_neutralised(frame[rows], columns, reference))
+
+        return through_frames
+    matrix = encoded.matrix(frame)
+    reference_row = encoded.encoded_row({c: reference[c] for c in encoded.positions})
+
+    def through_matrix(rows: np.ndarray, columns: Sequence[str]) -> np.ndarray:
+        changed = matrix[rows]
+        at = encoded.columns_at(columns)
+        changed[:, at] = reference_row[at]
+        return encoded.predict_proba(changed)
+
+    return through_matrix
+
+
 def group_impacts(
     features: pd.DataFrame,
     model: ScoringModel,
@@ -102,16 +130,13 @@ def group_impacts(
         probability = model.predict_proba(frame)
     probability = np.asarray(probability, dtype=float)
     impacts = np.zeros((len(frame), len(groups)))
+    if len(frame) == 0:
+        return probability, impacts
+    predict = _what_if(frame, model, reference)
     for j, columns in enumerate(groups.values()):
         differs = _differs(frame, columns, reference)
-        count = int(differs.sum())
-        if count == 0:
-            continue
-        if count <= SUBSET_SHARE * len(frame):
-            changed = _neutralised(frame[differs], columns, reference)
-            impacts[differs, j] = probability[differs] - model.predict_proba(changed)
-        else:
-            impacts[:, j] = probability - model.predict_proba(_neutralised(frame, columns, reference))
+        if differs.any():
+            impacts[differs, j] = probability[differs] - predict(differs, columns)
     return probability, impacts
 
 

@@ -71,8 +71,16 @@ class _FailuresReportedByPql(logging.Filter):
 
 def run_flow(call: Callable[[], R]) -> R:
     """Call a flow (imported, so Prefect's logging is set up); a database error that outlived its
-    retries becomes a failed run (exit code 1)."""
+    retries becomes a failed run (exit code 1).
+
+    Great Expectations loads in the background meanwhile: starting Prefect (its local server, when no
+    API is configured) is mostly waiting, and the run's first gate then does not pay the import.
+    """
     from prefect.logging.handlers import PrefectConsoleHandler
+
+    from pql.validation.gx_runner import warm_up
+
+    warm_up()
 
     for handler in logging.getLogger().handlers:
         if isinstance(handler, PrefectConsoleHandler) and not any(

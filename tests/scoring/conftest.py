@@ -17,6 +17,7 @@ from sklearn.preprocessing import OrdinalEncoder
 from threadpoolctl import threadpool_limits
 
 from features.catalog import model_columns
+from models.encoded import EncodedModel, encoded_model
 from pql.config import Settings
 
 AS_OF = datetime(2024, 6, 3)
@@ -114,6 +115,9 @@ class TrainedModel:
         if features.empty:
             return np.zeros(0)
         return self.conversion.predict_proba(features[self.numeric_columns + self.categorical_columns])[:, 1]
+
+    def encoded(self) -> EncodedModel | None:
+        return encoded_model(self.conversion)
 
     def predict_fit_proba(self, features: pd.DataFrame) -> np.ndarray:
         if features.empty:

@@ -106,13 +106,36 @@ def test_reasons_name_the_signals_that_drive_the_synthetic_conversions(explained
     assert set(top_groups.index[:3]) & {"team_activity", "usage_limits", "pricing_interest", "recency"}
 
 
+class _ThroughFrames:
+    """The fixture's model without its split: reasons ask it through `predict_proba` on frames."""
+
+    def __init__(self, model: object) -> None:
+        self._model = model
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._model, name)
+
+    def encoded(self) -> None:
+        return None
+
+
+def test_impacts_from_encoded_rows_equal_impacts_through_frames(
+    trained_model, scoring_features, model_settings
+) -> None:
+    groups = reason_groups(trained_model, model_settings)
+    _, encoded = group_impacts(scoring_features, trained_model, groups)
+    _, framed = group_impacts(scoring_features, _ThroughFrames(trained_model), groups)
+    np.testing.assert_allclose(encoded, framed, atol=1e-12)
+
+
 def test_rows_at_the_reference_are_not_rescored_and_get_zero_impact(
     trained_model, scoring_features, model_settings, monkeypatch
 ) -> None:
-    groups = reason_groups(trained_model, model_settings)
-    _, subset = group_impacts(scoring_features, trained_model, groups)
+    model = _ThroughFrames(trained_model)
+    groups = reason_groups(model, model_settings)
+    _, subset = group_impacts(scoring_features, model, groups)
     monkeypatch.setattr(reasons, "SUBSET_SHARE", 0.0)
-    _, full = group_impacts(scoring_features, trained_model, groups)
+    _, full = group_impacts(scoring_features, model, groups)
     np.testing.assert_allclose(subset, full, atol=1e-12)
 
 
