@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import re
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
+from headless_chromium import decoded_images
 from model_frames import Trained
 
 from models.registry import REPORT_FILE
@@ -21,34 +19,6 @@ EXPECTED_PLOTS = {
     "Score distribution",
     "Permutation importance",
 }
-# Runs after the page (and its images) loaded; the DOM dump then carries what the browser decoded.
-PROBE = """<script>
-window.addEventListener("load", () => {
-  const seen = Array.from(document.images).map(
-    i => ({alt: i.alt, complete: i.complete, width: i.naturalWidth}));
-  const out = document.createElement("pre");
-  out.id = "image-probe";
-  out.textContent = JSON.stringify(seen);
-  document.body.appendChild(out);
-});
-</script>"""
-CHROMIUM_FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--virtual-time-budget=15000",
-)
-
-
-def chromium_binary() -> str | None:
-    return next(
-        (path for name in ("chromium", "chromium-browser", "google-chrome") if (path := shutil.which(name))),
-        None,
-    )
 
 
 def report_html(trained: Trained) -> str:
@@ -74,23 +44,8 @@ def test_the_report_shows_the_model_against_every_baseline(trained: Trained) -> 
 def test_the_report_renders_in_headless_chromium_with_every_image_decoded(
     trained: Trained, tmp_path: Path
 ) -> None:
-    binary = chromium_binary()
-    if binary is None:
-        pytest.skip("no Chromium binary on PATH: install the Debian package `chromium` (.ci/run does)")
-    page = tmp_path / "probed-report.html"
-    page.write_text(report_html(trained).replace("</body>", PROBE + "</body>"), encoding="utf-8")
-    result = subprocess.run(
-        [binary, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom", page.as_uri()],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    probe = re.search(r'<pre id="image-probe">(.*?)</pre>', result.stdout, re.DOTALL)
-    assert probe is not None, "the page did not finish loading in Chromium"
-    images = json.loads(probe.group(1).replace("&quot;", '"'))
+    images, dom = decoded_images(report_html(trained), tmp_path)
     assert {image["alt"] for image in images} == EXPECTED_PLOTS
     undecoded = [image["alt"] for image in images if not image["complete"] or image["width"] <= 0]
     assert undecoded == []
-    assert "<title>PQL model " in result.stdout
+    assert "<title>PQL model " in dom
