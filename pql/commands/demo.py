@@ -7,7 +7,6 @@ from typing import Annotated
 import sqlalchemy as sa
 import typer
 
-from models.training import TooLittleDataError, train_and_register
 from pql.commands import cli_errors, console, settings_of
 from pql.commands.models import outcome_lines
 from pql.commands.run import flow_config, print_summary, quiet_prefect, run_flow
@@ -33,6 +32,8 @@ def register(app: typer.Typer) -> None:
         ] = False,
     ) -> None:
         """Generate a demo world if none exists, train a model, run the nightly flow, print the top PQLs."""
+        from models.training import TooLittleDataError, train_and_register
+
         settings = settings_of(ctx)
         with databases(settings) as dbs:
             tables = dbs.source_tables

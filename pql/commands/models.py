@@ -1,17 +1,20 @@
-"""`pql train` and `pql models list | show | promote | rollback`: training runs and the model registry."""
+"""`pql train` and `pql models list | show | promote | rollback`: training runs and the model registry.
+
+The model code (scikit-learn, matplotlib) is imported inside the commands, so `pql --help` stays quick.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 
-from models.registry import RegistryError, champion_state, list_versions, promote, read_metadata, rollback
-from models.report import SCORER_NAMES, verdict_sentences
-from models.training import TrainOutcome, train_and_register
 from pql.commands import cli_errors, console, instant_option, settings_of
 from pql.db import databases
+
+if TYPE_CHECKING:
+    from models.training import TrainOutcome
 
 SHOWN_METRICS = (
     ("pr_auc", "PR-AUC", 3),
@@ -48,6 +51,8 @@ def outcome_lines(outcome: TrainOutcome) -> list[str]:
 
 def metrics_table(metrics: dict[str, Any]) -> Table:
     """Model against baselines on the holdout, with 95% bootstrap intervals."""
+    from models.report import SCORER_NAMES
+
     holdout = metrics["holdout"]
     table = Table(title=f"holdout metrics ({metrics['bootstrap_rounds']} bootstrap rounds, 95% intervals)")
     table.add_column("metric")
@@ -64,6 +69,8 @@ def metrics_table(metrics: dict[str, Any]) -> Table:
 
 
 def _show(meta: dict[str, Any], is_champion: bool, folder: str) -> None:
+    from models.report import verdict_sentences
+
     training = meta.get("training", {})
     dates = training.get("as_of_dates", [])
     console.print(f"model {meta['version']}{' (champion)' if is_champion else ''}", highlight=False)
@@ -108,6 +115,8 @@ def register(app: typer.Typer) -> None:
         ] = None,
     ) -> None:
         """Build the training set, backtest the model against baselines, register it, promote if better."""
+        from models.training import train_and_register
+
         settings = settings_of(ctx)
         end_at = instant_option(end, "--end", settings)
         with databases(settings) as dbs:
@@ -124,6 +133,8 @@ def register(app: typer.Typer) -> None:
     @cli_errors
     def list_models(ctx: typer.Context) -> None:
         """Every registered version, oldest first; * marks the champion."""
+        from models.registry import list_versions
+
         root = settings_of(ctx).model_registry_path
         rows = list_versions(root)
         if not rows:
@@ -154,6 +165,8 @@ def register(app: typer.Typer) -> None:
         ] = None,
     ) -> None:
         """A version's training window, metrics against baselines, and promotion decision."""
+        from models.registry import RegistryError, champion_state, read_metadata
+
         root = settings_of(ctx).model_registry_path
         champion = champion_state(root).get("champion")
         version = version or champion
@@ -167,6 +180,8 @@ def register(app: typer.Typer) -> None:
         ctx: typer.Context, version: Annotated[str, typer.Argument(help="The version to make champion.")]
     ) -> None:
         """Make VERSION the champion (after checking it loads: checksum, features, library versions)."""
+        from models.registry import promote
+
         settings = settings_of(ctx)
         promote(settings.model_registry_path, version, settings, reason="manual promotion")
         console.print(f"{version} is now the champion", highlight=False)
@@ -175,6 +190,8 @@ def register(app: typer.Typer) -> None:
     @cli_errors
     def rollback_champion(ctx: typer.Context) -> None:
         """Undo the latest promotion: the previous champion scores again."""
+        from models.registry import rollback
+
         settings = settings_of(ctx)
         restored = rollback(settings.model_registry_path, settings)
         console.print(f"rolled back: {restored} is the champion again", highlight=False)
