@@ -13,7 +13,7 @@ from features.catalog import model_columns
 from models.encoded import encoded_model
 from models.pipeline import model_pipeline
 from models.points import fit_points
-from models.registry import load_scoring_model
+from models.registry import LoadedModel, load_scoring_model
 from pql.config import Settings
 
 
@@ -32,29 +32,31 @@ def _with_missing_values(frame: pd.DataFrame) -> pd.DataFrame:
     return rows
 
 
+@pytest.fixture
+def champion(trained: Trained) -> LoadedModel:
+    return load_scoring_model(trained.settings)
+
+
 def test_the_twin_scores_encoded_rows_exactly_as_the_whole_model_scores_the_frame(
-    trained: Trained, frame: pd.DataFrame
+    champion: LoadedModel, frame: pd.DataFrame
 ) -> None:
-    model = load_scoring_model(trained.settings)
-    encoded = model.encoded()
-    rows = _with_missing_values(frame)
-    np.testing.assert_array_equal(encoded.predict_proba(encoded.matrix(rows)), model.predict_proba(rows))
+    encoded, rows = champion.encoded(), _with_missing_values(frame)
+    np.testing.assert_array_equal(encoded.predict_proba(encoded.matrix(rows)), champion.predict_proba(rows))
 
 
 def test_columns_set_to_reference_values_in_the_matrix_match_the_neutralised_frame(
-    trained: Trained, frame: pd.DataFrame
+    champion: LoadedModel, frame: pd.DataFrame
 ) -> None:
-    model = load_scoring_model(trained.settings)
-    encoded = model.encoded()
-    rows = _with_missing_values(frame)
-    matrix, reference = encoded.matrix(rows), encoded.encoded_row(model.reference_values)
+    encoded, rows = champion.encoded(), _with_missing_values(frame)
+    reference_values = champion.reference_values
+    matrix, reference = encoded.matrix(rows), encoded.encoded_row(reference_values)
     groups = (["industry", "country"], ["count_view_pricing_7d", "count_view_pricing_28d"], ["employees"])
     for columns in groups:
         at = encoded.columns_at(columns)
         changed = matrix.copy()
         changed[:, at] = reference[at]
-        neutral = rows.assign(**{c: model.reference_values[c] for c in columns})
-        np.testing.assert_array_equal(encoded.predict_proba(changed), model.predict_proba(neutral))
+        neutral = rows.assign(**{c: reference_values[c] for c in columns})
+        np.testing.assert_array_equal(encoded.predict_proba(changed), champion.predict_proba(neutral))
 
 
 def test_a_calibrated_pipeline_splits_and_the_original_is_left_untouched(
