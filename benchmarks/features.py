@@ -156,7 +156,7 @@ def measure_pandas(duckdb_path: str, repeat: int) -> dict:
         started, cpu_started = time.perf_counter(), _cpu_seconds()
         with duckdb.connect(duckdb_path, read_only=True) as conn:
             events = conn.execute("SELECT * FROM events").df()
-        rows = len(pandas_features(events, pd.Timestamp(END), list(settings.key_events)))
+        rows = len(pandas_features(events, pd.Timestamp(END), settings.key_event_names))
         del events
         seconds.append(time.perf_counter() - started)
         cpu.append(_cpu_seconds() - cpu_started)

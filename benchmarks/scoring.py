@@ -40,7 +40,7 @@ import sqlalchemy as sa
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.frozen import FrozenEstimator
 
-from features.catalog import model_columns
+from features.catalog import key_event_columns, model_columns
 from models.pipeline import model_pipeline
 from models.registry import LoadedModel
 from models.training import fit_columns, reference_values
@@ -105,10 +105,10 @@ def synthetic_features(settings: Settings, n: int, seed: int) -> pd.DataFrame:
         "industry": np.where(rng.random(n) < 0.1, None, rng.choice(INDUSTRIES, n)).astype(object),
         "country": np.where(rng.random(n) < 0.05, None, rng.choice(COUNTRIES, n)).astype(object),
     }
-    for k, event in enumerate(settings.key_events):
+    for k, key in enumerate(key_event_columns(settings)):
         month = rng.poisson(activity * (0.3 + 0.2 * k))
-        frame[f"count_{event}_28d"] = month
-        frame[f"count_{event}_7d"] = rng.binomial(month, 0.3)
+        frame[key.column(28)] = month
+        frame[key.column(7)] = rng.binomial(month, 0.3)
     features = pd.DataFrame(frame)
     numeric, categorical = model_columns(settings)
     return features[["account_id", "as_of", "is_eligible", *numeric, *categorical]]

@@ -41,9 +41,17 @@ from features.catalog import (
     MOMENTUM_RECENT_DAYS,
     NEW_USERS_WINDOWS_DAYS,
     feature_specs,
+    key_event_columns,
 )
-from features.sql import bound_parameter_count, check_parameter_budget, count_where, parameter_limit, rows_cte
-from pql.config import Settings
+from features.sql import (
+    bound_parameter_count,
+    check_parameter_budget,
+    count_where,
+    key_event_condition,
+    parameter_limit,
+    rows_cte,
+)
+from pql.config import KeyEvent, Settings
 from pql.db import DataError
 from pql.schema import TIMESTAMP, SourceTables
 
@@ -100,7 +108,13 @@ def snapshots_cte(instants: Sequence[datetime]) -> sa.CTE:
     return rows_cte("snapshots", columns, rows)
 
 
-def _windowed_events(tables: SourceTables, snapshots: sa.CTE, instants: Sequence[datetime]) -> sa.CTE:
+def _reads_properties(settings: Settings) -> bool:
+    return any(event.where for event in settings.key_events)
+
+
+def _windowed_events(
+    tables: SourceTables, snapshots: sa.CTE, instants: Sequence[datetime], settings: Settings
+) -> sa.CTE:
     events = tables.events.c
     day_index = sa.case(
         *(
@@ -119,6 +133,7 @@ def _windowed_events(tables: SourceTables, snapshots: sa.CTE, instants: Sequence
             events.account_id,
             events.user_id,
             events.event_name,
+            *([events.properties] if _reads_properties(settings) else []),
             day_index.label("day_index"),
         )
         .select_from(tables.events.join(snapshots, in_window))
@@ -135,8 +150,10 @@ def _windowed_events(tables: SourceTables, snapshots: sa.CTE, instants: Sequence
 def _daily_activity(windowed: sa.CTE, settings: Settings) -> sa.CTE:
     """Events per account, snapshot and day (1..28), in total and per key event."""
     w = windowed.c
+    properties = w.properties if _reads_properties(settings) else None
     key_counts = [
-        count_where(w.event_name == event).label(f"events_{event}") for event in settings.key_events
+        count_where(key_event_condition(w.event_name, properties, key.event)).label(f"events_{key.slug}")
+        for key in key_event_columns(settings)
     ]
     return (
         sa.select(w.as_of, w.account_id, w.day_index, sa.func.count().label("events"), *key_counts)
@@ -157,8 +174,8 @@ def _activity(daily: sa.CTE, settings: Settings) -> sa.CTE:
         for days in ACTIVE_DAYS_WINDOWS_DAYS
     ]
     columns += [
-        total(d[f"events_{event}"], days).label(f"count_{event}_{days}d")
-        for event in settings.key_events
+        total(d[f"events_{key.slug}"], days).label(key.column(days))
+        for key in key_event_columns(settings)
         for days in KEY_EVENT_WINDOWS_DAYS
     ]
     return sa.select(d.as_of, d.account_id, *columns).group_by(d.as_of, d.account_id).cte("activity")
@@ -198,17 +215,24 @@ def _period_last_events(
     snapshots: sa.CTE,
     instants: Sequence[datetime],
     name: str,
-    event_names: Sequence[str] | None = None,
+    key_events: Sequence[KeyEvent] | None = None,
 ) -> sa.CTE:
-    """Per account, the last event (of `event_names`, if given) in each period between snapshots."""
+    """Per account, the last event (of `key_events`, if given) in each period between snapshots."""
     events = tables.events.c
     in_period = sa.and_(
         events.occurred_at >= snapshots.c.period_start, events.occurred_at < snapshots.c.as_of
     )
     conditions = [events.account_id.is_not(None), events.occurred_at < instants[-1]]
-    if event_names is not None:
+    if key_events is not None:
         # A filter rather than a CASE inside MAX: columnar engines push it into the scan.
-        conditions.append(events.event_name.in_(event_names))
+        plain = [event.name for event in key_events if not event.where]
+        either = [events.event_name.in_(plain)] if plain else []
+        either += [
+            key_event_condition(events.event_name, events.properties, event)
+            for event in key_events
+            if event.where
+        ]
+        conditions.append(sa.or_(*either))
     return (
         sa.select(snapshots.c.as_of, events.account_id, sa.func.max(events.occurred_at).label("last_at"))
         .select_from(tables.events.join(snapshots, in_period))
@@ -311,9 +335,7 @@ def _count_columns(settings: Settings) -> dict[str, str]:
     columns |= {f"count_new_users_{days}d": "team" for days in NEW_USERS_WINDOWS_DAYS}
     columns[f"count_distinct_event_types_{LONGEST_WINDOW_DAYS}d"] = "breadth"
     columns |= {
-        f"count_{event}_{days}d": "activity"
-        for event in settings.key_events
-        for days in KEY_EVENT_WINDOWS_DAYS
+        key.column(days): "activity" for key in key_event_columns(settings) for days in KEY_EVENT_WINDOWS_DAYS
     }
     return columns
 
@@ -334,7 +356,7 @@ def features_statement(tables: SourceTables, settings: Settings, instants: Seque
         .select_from(tables.accounts.join(snapshots, sa.true()))
         .cte("account_grid")
     )
-    windowed = _windowed_events(tables, snapshots, instants)
+    windowed = _windowed_events(tables, snapshots, instants, settings)
     ctes = {
         "activity": _activity(_daily_activity(windowed, settings), settings),
         "active_users": _active_users(windowed),

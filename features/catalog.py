@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from pql.config import ConfigError, Settings
+from pql.config import MAX_SLUG_LENGTH, KeyEvent, Settings, short_hash
 
 ACTIVITY_WINDOWS_DAYS = (1, 7, 28)
 ACTIVE_DAYS_WINDOWS_DAYS = (7, 28)
@@ -198,24 +198,70 @@ def _breadth() -> list[FeatureSpec]:
     ]
 
 
+@dataclass(frozen=True)
+class KeyEventColumns:
+    """A configured key event and the slug naming its feature columns (`count_<slug>_<N>d`)."""
+
+    event: KeyEvent
+    slug: str
+
+    def column(self, days: int) -> str:
+        return f"count_{self.slug}_{days}d"
+
+    @property
+    def group(self) -> str:
+        return KEY_EVENT_GROUPS.get(self.event.name, self.slug) if not self.event.where else self.slug
+
+
+def _builtin_names() -> set[str]:
+    return {spec.name for spec in (*_activity(), *_people(), *_breadth())}
+
+
+def key_event_columns(settings: Settings) -> list[KeyEventColumns]:
+    """Every key event with its column slug, in configured order.
+
+    The slug is the event name folded to a plain identifier ("Submit Upgrade" -> submit_upgrade). Two
+    events that fold alike, or one whose columns would take a built-in feature's name, carry a short
+    digest of their definition instead, so each slug is unique and never depends on list order.
+    """
+    builtin = _builtin_names()
+    slugs = [event.base_slug() for event in settings.key_events]
+
+    def clashes(slug: str) -> bool:
+        taken = any(f"count_{slug}_{days}d" in builtin for days in KEY_EVENT_WINDOWS_DAYS)
+        return taken or slugs.count(slug) > 1
+
+    resolved = []
+    for event, slug in zip(settings.key_events, slugs, strict=True):
+        if clashes(slug):
+            slug = f"{slug[: MAX_SLUG_LENGTH - 7].rstrip('_')}_{short_hash(event.key)}"
+        resolved.append(KeyEventColumns(event, slug))
+    return resolved
+
+
+def _quoted(event: KeyEvent) -> str:
+    conditions = " and ".join(f"`{key}` = {value!r}" for key, value in event.where_text().items())
+    return f"`{event.name}`" + (f" events whose properties have {conditions}" if conditions else " events")
+
+
 def _key_events(settings: Settings) -> list[FeatureSpec]:
     return [
         FeatureSpec(
-            f"count_{event}_{days}d",
+            key.column(days),
             "key_events",
             "numeric",
-            f"`{event}` events of the account in the last {days} days.",
+            f"{_quoted(key.event)} of the account in the last {days} days.",
             _window(days),
-            KEY_EVENT_GROUPS.get(event, event),
+            key.group,
             "events",
         )
-        for event in settings.key_events
+        for key in key_event_columns(settings)
         for days in KEY_EVENT_WINDOWS_DAYS
     ]
 
 
 def _recency(settings: Settings) -> list[FeatureSpec]:
-    keys = ", ".join(f"`{event}`" for event in settings.key_events)
+    keys = ", ".join(f"`{event.display}`" for event in settings.key_events)
     return [
         FeatureSpec(
             "days_since_last_event",
@@ -345,13 +391,6 @@ def feature_specs(settings: Settings) -> list[FeatureSpec]:
         *_lifecycle(),
         *_fit(),
     ]
-    names = [spec.name for spec in specs]
-    clashes = sorted({name for name in names if names.count(name) > 1})
-    if clashes:
-        raise ConfigError(
-            f"key_events: {', '.join(clashes)} would name two features the same; "
-            "rename or drop the key event that produces it."
-        )
     return specs
 
 

@@ -40,7 +40,7 @@ def _cell(text: str) -> str:
 
 def render_reference(settings: Settings) -> str:
     """The Markdown reference of every feature, label and convention for `settings`."""
-    keys = ", ".join(f"`{event}`" for event in settings.key_events)
+    keys = ", ".join(f"`{event.display}`" for event in settings.key_events)
     lines = [
         "# Feature reference",
         "",

@@ -10,8 +10,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import FunctionElement
 
-from pql.config import ConfigError
+from pql.config import ConfigError, KeyEvent
 
 # Bound parameters one statement may carry: SQLite's compile-time default since 3.32, PostgreSQL's
 # wire-protocol limit. DuckDB has none.
@@ -36,6 +39,70 @@ def rows_cte(name: str, columns: Sequence[tuple[str, sa.types.TypeEngine]], rows
     ]
     query = selects[0] if len(selects) == 1 else sa.union_all(*selects)
     return query.cte(name)
+
+
+class property_text(FunctionElement):
+    """The text of one top-level key of a JSON object column (NULL when absent).
+
+    `property_text(column, key, path)`: the key and its JSON path (`json_path(key)`) are both bound
+    parameters of the statement; each engine reads the one its own function takes. Booleans read as
+    `true` / `false` on every engine (SQLite's json_extract alone would give 1 / 0).
+    """
+
+    type = sa.String()
+    inherit_cache = True
+    name = "property_text"
+
+
+def json_path(key: str) -> str:
+    """The JSON path of a top-level key, quoted so any key text works: `$."seat limit"`."""
+    return '$."' + key.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+@compiles(property_text)
+def _property_text_duckdb(element: property_text, compiler: sa.sql.compiler.SQLCompiler, **kw: object) -> str:
+    column, _key, path = list(element.clauses)
+    return compiler.process(sa.func.json_extract_string(column, path), **kw)
+
+
+@compiles(property_text, "postgresql")
+def _property_text_postgresql(
+    element: property_text, compiler: sa.sql.compiler.SQLCompiler, **kw: object
+) -> str:
+    column, key, _path = list(element.clauses)
+    return compiler.process(sa.cast(column, JSONB).op("->>")(key), **kw)
+
+
+@compiles(property_text, "sqlite")
+def _property_text_sqlite(element: property_text, compiler: sa.sql.compiler.SQLCompiler, **kw: object) -> str:
+    column, _key, path = list(element.clauses)
+    kind = sa.func.json_type(column, path)
+    text = sa.case(
+        (kind == "true", sa.literal("true")),
+        (kind == "false", sa.literal("false")),
+        else_=sa.cast(sa.func.json_extract(column, path), sa.String()),
+    )
+    return compiler.process(text, **kw)
+
+
+def key_event_condition(
+    name: sa.ColumnElement[str], properties: sa.ColumnElement[str] | None, event: KeyEvent
+) -> sa.ColumnElement[bool]:
+    """Rows that are `event`: its name (a bound parameter, never SQL text) and every property condition."""
+    conditions = [name == sa.bindparam(None, event.name, type_=sa.String())]
+    if event.where:
+        if properties is None:
+            raise ValueError("a key event with property conditions needs the properties column")
+        conditions += [
+            property_text(
+                properties,
+                sa.bindparam(None, key, type_=sa.String()),
+                sa.bindparam(None, json_path(key), type_=sa.String()),
+            )
+            == sa.bindparam(None, value, type_=sa.String())
+            for key, value in event.where_text().items()
+        ]
+    return sa.and_(*conditions)
 
 
 def count_where(condition: sa.ColumnElement[bool]) -> sa.ColumnElement[int]:

@@ -2,7 +2,7 @@
 
 Each key event carries `points` and a `lifespan_days`. An event of age `a` days is worth
 `points * max(0, 1 - a / lifespan)`: full value when it happens, fading linearly to nothing at the end
-of its lifespan. The features hold counts per window (`count_<event>_7d`, `count_<event>_28d`), not
+of its lifespan. The features hold counts per window (`count_<slug>_7d`, `count_<slug>_28d`), not
 single events, so events are taken as spread evenly over each bucket between consecutive windows
 ([0, 7) and [7, 28) days) and a bucket is worth its event count times the mean decay over it:
 
@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 from sklearn.linear_model import LogisticRegression
 
+from features.catalog import key_event_columns
 from pql.config import ConfigError, Settings
 from pql.db import DataError
 
@@ -46,7 +47,9 @@ DEFAULT_SLOPE = 1.0
 
 @dataclass(frozen=True)
 class EventPoints:
-    """One key event's rule and where it came from: 'config', 'derived' or 'default'."""
+    """One key event's rule and where it came from: 'config', 'derived' or 'default'.
+
+    `event` is the slug of the key event's feature columns (`count_<event>_7d`)."""
 
     event: str
     points: float
@@ -99,23 +102,29 @@ def log_odds_ratio(did: np.ndarray, label: np.ndarray) -> float:
 
 
 def points_rules(settings: Settings, training: pd.DataFrame | None = None) -> list[EventPoints]:
-    """One rule per key event: configured, else derived from `training` (needs label), else the default."""
-    unknown = sorted(set(settings.model.points) - set(settings.key_events))
+    """One rule per key event: configured, else derived from `training` (needs label), else the default.
+
+    A `model.points` entry is keyed by the key event's name or by its column slug."""
+    keys = key_event_columns(settings)
+    known = {key.event.name for key in keys} | {key.slug for key in keys}
+    unknown = sorted(set(settings.model.points) - known)
     if unknown:
+        names = ", ".join(repr(key.event.name) for key in keys)
         raise ConfigError(
-            f"model.points: {', '.join(unknown)} is not a key event (key_events = {settings.key_events}). "
+            f"model.points: {', '.join(repr(u) for u in unknown)} is not a key event (key_events: {names}). "
             "Add it to key_events or remove its points rule."
         )
     learnable = training is not None and 0 < training["label"].sum() < len(training)
     rules = []
-    for event in settings.key_events:
-        if event in settings.model.points:
-            rule = settings.model.points[event]
-            rules.append(EventPoints(event, float(rule.points), rule.lifespan_days, "config"))
+    for key in keys:
+        event = key.slug
+        configured = settings.model.points.get(key.slug) or settings.model.points.get(key.event.name)
+        if configured is not None:
+            rules.append(EventPoints(event, float(configured.points), configured.lifespan_days, "config"))
         elif learnable:
             assert training is not None
-            _require(training, [f"count_{event}_28d"])
-            did = training[f"count_{event}_28d"].fillna(0).to_numpy() > 0
+            _require(training, [key.column(28)])
+            did = training[key.column(28)].fillna(0).to_numpy() > 0
             ratio = log_odds_ratio(did, training["label"].to_numpy())
             rules.append(
                 EventPoints(event, round(POINTS_PER_LOG_ODDS * ratio, 2), DEFAULT_LIFESPAN_DAYS, "derived")

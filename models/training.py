@@ -170,7 +170,7 @@ def _settings_used(settings: Settings) -> dict[str, Any]:
         "min_conversions": model.min_conversions,
         "promotion_margin_pr_auc": model.promotion_margin_pr_auc,
         "bootstrap_rounds": model.bootstrap_rounds,
-        "key_events": list(settings.key_events),
+        "key_events": [event.model_dump(exclude_defaults=True) for event in settings.key_events],
         "snapshot_every_days": settings.features.snapshot_every_days,
         "lookback_days": settings.features.lookback_days,
     }

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
 import tomllib
+import unicodedata
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -12,6 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -230,6 +234,84 @@ class MonitoringConfig(_Strict):
     breach_policy: Literal["warn", "fail"] = Field("warn", description="'warn' or 'fail'")
 
 
+PropertyValue = str | int | float | bool
+# A feature column is `count_<slug>_<N>d`; PostgreSQL keeps 63 bytes of an identifier.
+MAX_SLUG_LENGTH = 52
+_HASH_LENGTH = 6
+
+
+def _slug_text(text: str) -> str:
+    folded = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
+    return re.sub(r"[^a-z0-9]+", "_", folded.lower()).strip("_")
+
+
+def short_hash(text: str) -> str:
+    """A stable 6-hex-digit digest of `text` (sha1), to tell apart names that slug alike."""
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()[:_HASH_LENGTH]
+
+
+class KeyEvent(_Strict):
+    """An event name (data, any non-empty string), optionally narrowed by conditions on its properties.
+
+    `where = {limit = "seats"}` keeps only events whose JSON `properties` hold `"limit": "seats"`;
+    values are compared as text, so `{plan_seats = 10}` matches `"plan_seats": 10` and `"10"` alike.
+    """
+
+    name: str = Field(min_length=1, description="an event name as the product logs it (any text)")
+    where: dict[str, PropertyValue] = Field(
+        default_factory=dict, description="property name -> value the event must carry"
+    )
+    label: str | None = Field(None, description="how reasons and reports name it (default: the name)")
+
+    @field_validator("name")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("an event name cannot be blank")
+        return value
+
+    @field_validator("where")
+    @classmethod
+    def _named_properties(cls, value: dict[str, PropertyValue]) -> dict[str, PropertyValue]:
+        if any(not key.strip() for key in value):
+            raise ValueError("a property name cannot be blank")
+        return value
+
+    @property
+    def key(self) -> str:
+        """The definition as one stable string (name and conditions), for digests."""
+        return json.dumps([self.name, sorted(self.where.items())], ensure_ascii=False)
+
+    @property
+    def display(self) -> str:
+        """How people read it: the label, else the name with its conditions."""
+        if self.label:
+            return self.label
+        conditions = ", ".join(f"{key} = {value}" for key, value in self.where.items())
+        return f"{self.name} ({conditions})" if conditions else self.name
+
+    def where_text(self) -> dict[str, str]:
+        """Conditions as the text the database compares (JSON's spelling of booleans)."""
+        return {
+            key: json.dumps(value) if isinstance(value, bool) else str(value)
+            for key, value in self.where.items()
+        }
+
+    def base_slug(self) -> str:
+        """The plain-identifier stem of its feature columns, before any clash is resolved."""
+        parts = [_slug_text(self.name)]
+        parts += [f"{_slug_text(key)}_{_slug_text(str(value))}" for key, value in self.where.items()]
+        slug = "_".join(part for part in parts if part)
+        if not slug or len(slug) > MAX_SLUG_LENGTH:
+            stem = slug[: MAX_SLUG_LENGTH - _HASH_LENGTH - 1].rstrip("_") or "event"
+            slug = f"{stem}_{short_hash(self.key)}"
+        return slug if slug[0].isalpha() else f"e_{slug}"
+
+
+def _key_event(value: object) -> object:
+    return {"name": value} if isinstance(value, str) else value
+
+
 DEFAULT_KEY_EVENTS = [
     "invite_teammate",
     "connect_integration",
@@ -253,10 +335,10 @@ class Settings(BaseSettings):
     registry_path: Path | None = Field(None, description="a directory path; defaults to <state_dir>/models")
     timezone: str = Field("UTC", description="an IANA time zone such as 'Europe/Paris'")
     horizon_days: int = Field(30, ge=1, le=365, description="an integer from 1 to 365")
-    key_events: list[Identifier] = Field(
-        default_factory=lambda: list(DEFAULT_KEY_EVENTS),
+    key_events: list[Annotated[KeyEvent, BeforeValidator(_key_event)]] = Field(
+        default_factory=lambda: [KeyEvent(name=name) for name in DEFAULT_KEY_EVENTS],
         min_length=1,
-        description="a non-empty list of event names, each a plain identifier",
+        description="a non-empty list of event names (any text), or tables {name = ..., where = {...}}",
     )
     tables: TablesConfig = TablesConfig()
     plans: PlansConfig = PlansConfig()
@@ -267,6 +349,16 @@ class Settings(BaseSettings):
     flows: FlowsConfig = FlowsConfig()
     outcomes: OutcomesConfig = OutcomesConfig()
     monitoring: MonitoringConfig = MonitoringConfig()
+
+    @field_validator("key_events")
+    @classmethod
+    def _distinct_key_events(cls, value: list[KeyEvent]) -> list[KeyEvent]:
+        seen: set[str] = set()
+        for event in value:
+            if event.key in seen:
+                raise ValueError(f"{event.display!r} is listed twice")
+            seen.add(event.key)
+        return value
 
     @field_validator("timezone")
     @classmethod
@@ -314,6 +406,11 @@ class Settings(BaseSettings):
     @property
     def model_registry_path(self) -> Path:
         return self.registry_path or self.state_dir / "models"
+
+    @property
+    def key_event_names(self) -> list[str]:
+        """The distinct event names the key events count, in configured order."""
+        return list(dict.fromkeys(event.name for event in self.key_events))
 
     @property
     def zone(self) -> ZoneInfo:

@@ -98,7 +98,7 @@ def write_demo_world(
     cal = calendar(end, days, settings.zone)
     rng = np.random.default_rng([seed, 0])
     population = sample_accounts(rng, accounts, cal)
-    simulation = Simulation(population, cal, event_kinds(list(settings.key_events)), seed)
+    simulation = Simulation(population, cal, event_kinds(settings.key_event_names), seed)
     create_tables(engine, tables)
     with _transaction(engine) as conn:
         _delete_previous_world(conn, tables)

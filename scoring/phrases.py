@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from features.catalog import KeyEventColumns
+
 # A comparison is only worth saying when the account stands out from its peers.
 NOTABLE_SHARE = 0.25
 MIN_PEERS = 20
@@ -66,10 +68,10 @@ def _days(value: object) -> str:
     return "less than a day" if days < 1 else _count(days, "day")
 
 
-def _key_event(event: str, days: int) -> Template:
-    words = KEY_EVENT_WORDS.get(event)
+def _key_event(key: KeyEventColumns, days: int) -> Template:
+    words = None if key.event.where or key.event.label else KEY_EVENT_WORDS.get(key.event.name)
     if words is None:
-        label = event.replace("_", " ")
+        label = key.event.display
         return Template(lambda v: f"{label}: {_times(v) if round(float(v)) else 'never'} {_window(days)}", "")
     counted, none = words
 
@@ -152,14 +154,15 @@ _NAMED: dict[str, Template] = {
 }
 
 
-def template(feature: str, key_events: Sequence[str] = ()) -> Template:
-    """How to phrase `feature`: a named phrase, a key event, a known pattern, else its name and value."""
+def template(feature: str, key_events: Sequence[KeyEventColumns] = ()) -> Template:
+    """How to phrase `feature`: a named phrase, a key event (in the product's own words for it), a known
+    pattern, else its name and value."""
     if feature in _NAMED:
         return _NAMED[feature]
-    for event in key_events:
-        match = re.fullmatch(rf"count_{re.escape(event)}_(\d+)d", feature)
+    for key in key_events:
+        match = re.fullmatch(rf"count_{re.escape(key.slug)}_(\d+)d", feature)
         if match:
-            return _key_event(event, int(match.group(1)))
+            return _key_event(key, int(match.group(1)))
     for pattern, make in _PATTERNS:
         match = pattern.fullmatch(feature)
         if match:
@@ -215,7 +218,7 @@ def rendered(
     plans: np.ndarray,
     top: np.ndarray,
     bottom: np.ndarray,
-    key_events: Sequence[str] = (),
+    key_events: Sequence[KeyEventColumns] = (),
 ) -> tuple[list[str], np.ndarray]:
     """Phrases for `feature`: the distinct phrases, and for each row the index of its phrase.
 

@@ -33,7 +33,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from scipy.special import logit
 
-from features.catalog import feature_specs
+from features.catalog import KeyEventColumns, feature_specs, key_event_columns
 from pql.config import Settings
 from pql.db import DataError
 from scoring.model_protocol import ScoringModel
@@ -206,7 +206,7 @@ def _evidence(
     numeric: set[str],
     rows: np.ndarray,
     peers: _Peers,
-    key_events: Sequence[str],
+    key_events: Sequence[KeyEventColumns],
 ) -> tuple[list[str], np.ndarray, pa.Array]:
     """For `rows`: the distinct phrases and each row's phrase index, and the JSON fields of its
     headline feature (the group's feature where the account stands furthest from its peers)."""
@@ -281,12 +281,13 @@ def reasons_frame(
     last = filled & (np.cumsum(filled[:, ::-1], axis=1)[:, ::-1] == 1)
     peers = _Peers.of(frame)
     numeric = set(model.numeric_columns)
+    key_events = key_event_columns(settings)
     rows, places, texts, fragments = [], [], [], []
     for j, (group, columns) in enumerate(groups.items()):
         chosen, place = np.nonzero(slots == j)
         if len(chosen) == 0:
             continue
-        distinct, code, fields = _evidence(frame, columns, numeric, chosen, peers, settings.key_events)
+        distinct, code, fields = _evidence(frame, columns, numeric, chosen, peers, key_events)
         up = place < RAISING
         signed = [f"{sign}{phrase}" for sign in ("- ", "+ ") for phrase in distinct]
         rows.append(chosen)

@@ -32,7 +32,7 @@ def test_the_file_in_the_working_directory_is_read(tmp_path: Path) -> None:
     write_config(tmp_path / "pql.toml", 'horizon_days = 14\nkey_events = ["invite_teammate"]\n')
     settings = load_settings()
     assert settings.horizon_days == 14
-    assert settings.key_events == ["invite_teammate"]
+    assert settings.key_event_names == ["invite_teammate"]
 
 
 def test_environment_overrides_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

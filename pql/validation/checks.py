@@ -99,8 +99,8 @@ _CHECKS = (
         AGGREGATE_POLICIES,
         "The newest day's event properties are JSON objects whose numbers are >= 0 and below 10^9 "
         "(the 10,000 most frequent distinct properties texts).",
-        "No feature reads properties today; fix the producer before one does (negative or absurd "
-        "counts usually mean an overflow or a units mistake).",
+        "Key events with property conditions read them; fix the producer (negative or absurd counts "
+        "usually mean an overflow or a units mistake).",
     ),
     Check(
         "events.no_empty_days",

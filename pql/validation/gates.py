@@ -105,7 +105,7 @@ def validate_events(
         parameters = {
             "max_duplicate_event_rate": validation.max_duplicate_event_rate,
             "volume_spike_ratio": validation.volume_spike_ratio,
-            "known_event_names": frames.known_event_names(names, settings.key_events),
+            "known_event_names": frames.known_event_names(names, settings.key_event_names),
         }
         volume = frames.daily_volume(
             daily, as_of, checked_days=CHECKED_DAYS, baseline_days=WINDOW_DAYS - CHECKED_DAYS
@@ -114,7 +114,7 @@ def validate_events(
             columns,
             run_batch(counts, suite.batches["counts"], parameters),
             run_batch(frames.new_event_names(names), suite.batches["names"], parameters),
-            run_batch(frames.key_event_counts(names, settings.key_events), suite.batches["key_events"]),
+            run_batch(frames.key_event_counts(names, settings.key_event_names), suite.batches["key_events"]),
             run_batch(volume, suite.batches["days"], parameters),
             run_batch(properties, suite.batches["properties"]),
         ]

@@ -67,6 +67,7 @@ class World:
         occurred_at: datetime,
         name: str = "login",
         user_id: str | None = None,
+        properties: str | None = None,
     ) -> World:
         self.rows["events"].append(
             {
@@ -75,7 +76,7 @@ class World:
                 "account_id": account_id,
                 "event_name": name,
                 "occurred_at": occurred_at,
-                "properties": None,
+                "properties": properties,
             }
         )
         return self
@@ -174,7 +175,7 @@ def mixed_world(settings: Settings, seed: int = 7) -> World:
     world.user("a1-boundary", "a1", AS_OF - 14 * DAY)
     world.user("a1-late", "a1", AS_OF)
     world.user("orphan", None, AS_OF - 5 * DAY)
-    names = [*settings.key_events, *_OTHER_EVENTS]
+    names = [*settings.key_event_names, *_OTHER_EVENTS]
     for _ in range(600):
         account_id = rng.choice(["a1", "a2", "a3", "a5", "a6", "a1", "a1", "ghost", None])
         moment = AS_OF - 45 * DAY + timedelta(microseconds=int(rng.integers(0, 58 * 86400 * 10**6)))

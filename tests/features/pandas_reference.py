@@ -7,14 +7,15 @@ between the two is evidence that both say what the reference says.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from datetime import datetime
 
 import pandas as pd
 
-from features.catalog import feature_specs
-from pql.config import Settings
+from features.catalog import feature_specs, key_event_columns
+from pql.config import KeyEvent, Settings
 
 DAY = pd.Timedelta(days=1)
 
@@ -28,6 +29,26 @@ def expected_dtypes(settings: Settings) -> dict[str, str]:
         else:
             dtypes[spec.name] = "int64" if spec.name.startswith("count_") else "float64"
     return dtypes
+
+
+def is_key_event(events: pd.DataFrame, event: KeyEvent) -> pd.Series:
+    """Rows that are `event`: its name, and each property condition compared as JSON text."""
+    matched = events["event_name"] == event.name
+    if not event.where:
+        return matched
+    parsed = events["properties"].map(lambda text: json.loads(text) if isinstance(text, str) else {})
+    for key, value in event.where_text().items():
+        shown = parsed.map(
+            lambda props, key=key: _json_text(props.get(key)) if isinstance(props, dict) else None
+        )
+        matched &= shown == value
+    return matched
+
+
+def _json_text(value: object) -> str | None:
+    if value is None:
+        return None
+    return json.dumps(value) if isinstance(value, bool) else str(value)
 
 
 def _day_number(as_of: pd.Timestamp, moment: pd.Timestamp) -> int:
@@ -93,11 +114,14 @@ def _account_row(
     for days in (14, 28):
         row[f"count_new_users_{days}d"] = int((users_before["created_at"] >= as_of - days * DAY).sum())
     row["count_distinct_event_types_28d"] = window["event_name"].nunique()
-    for event in settings.key_events:
+    for key in key_event_columns(settings):
         for days in (7, 28):
-            row[f"count_{event}_{days}d"] = int((within(days)["event_name"] == event).sum())
+            row[key.column(days)] = int(is_key_event(within(days), key.event).sum())
     last = past["occurred_at"].max()
-    last_key = past.loc[past["event_name"].isin(settings.key_events), "occurred_at"].max()
+    is_key = pd.Series(False, index=past.index)
+    for event in settings.key_events:
+        is_key |= is_key_event(past, event)
+    last_key = past.loc[is_key, "occurred_at"].max()
     row["days_since_last_event"] = math.nan if pd.isna(last) else (as_of - last) / DAY
     row["days_since_last_key_event"] = math.nan if pd.isna(last_key) else (as_of - last_key) / DAY
     prior = row["count_events_28d"] - row["count_events_7d"]

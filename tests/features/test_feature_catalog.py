@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import re
 
-import pytest
-
-from features.catalog import KEY_EVENT_GROUPS, feature_specs, model_columns
+from features.catalog import KEY_EVENT_GROUPS, feature_specs, key_event_columns, model_columns
 from features.reference import REFERENCE_PATH, default_settings, main, render_reference
-from pql.config import ConfigError, Settings, load_settings
+from pql.config import Settings, load_settings
 
 
 def test_every_feature_has_a_definition_window_group_and_unit(settings: Settings) -> None:
@@ -39,11 +37,14 @@ def test_each_key_event_has_7_and_28_day_counts_in_its_own_group() -> None:
     assert specs["count_share_board_28d"].group == "share_board"
 
 
-def test_a_key_event_that_would_duplicate_a_feature_name_is_a_configuration_error() -> None:
+def test_a_key_event_that_would_take_a_built_in_feature_name_gets_a_slug_of_its_own() -> None:
     settings = load_settings(None, key_events=["events"])
 
-    with pytest.raises(ConfigError, match="count_events_7d"):
-        feature_specs(settings)
+    (key,) = key_event_columns(settings)
+
+    assert key.slug.startswith("events_") and key.column(7) != "count_events_7d"
+    names = [spec.name for spec in feature_specs(settings)]
+    assert len(names) == len(set(names))
 
 
 def test_model_columns_split_the_catalog_into_numeric_and_categorical(settings: Settings) -> None:

@@ -16,7 +16,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OrdinalEncoder
 from threadpoolctl import threadpool_limits
 
-from features.catalog import model_columns
+from features.catalog import key_event_columns, model_columns
 from models.encoded import EncodedModel, encoded_model
 from pql.config import Settings
 
@@ -63,10 +63,10 @@ def synthetic_features(settings: Settings, n: int, seed: int) -> pd.DataFrame:
         "industry": rng.choice(INDUSTRIES, n),
         "country": rng.choice(COUNTRIES, n),
     }
-    for event in settings.key_events:
-        rate = 2.0 if event == "hit_usage_limit" else 0.8
-        frame[f"count_{event}_28d"] = rng.poisson(rate * activity)
-        frame[f"count_{event}_7d"] = rng.binomial(frame[f"count_{event}_28d"], 0.35)
+    for key in key_event_columns(settings):
+        rate = 2.0 if key.event.name == "hit_usage_limit" else 0.8
+        frame[key.column(28)] = rng.poisson(rate * activity)
+        frame[key.column(7)] = rng.binomial(frame[key.column(28)], 0.35)
     features = pd.DataFrame(frame)
     features["share_users_active_28d"] = features["count_active_users_28d"] / features["count_users"]
     missing = [c for c in numeric if c not in features]

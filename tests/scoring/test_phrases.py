@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import numpy as np
 
-from pql.config import DEFAULT_KEY_EVENTS
+from features.catalog import key_event_columns
+from pql.config import DEFAULT_KEY_EVENTS, load_settings
 from scoring.phrases import peer_shares, rendered
+
+REAL_WORLD_EVENTS = ["Submit Upgrade", {"name": "Limit Reached", "where": {"limit": "seats"}}]
 
 
 def _say(
-    feature: str, value: object, *, top: float = np.nan, bottom: float = np.nan, plan: str = "free"
+    feature: str,
+    value: object,
+    *,
+    top: float = np.nan,
+    bottom: float = np.nan,
+    plan: str = "free",
+    key_events: list[object] = DEFAULT_KEY_EVENTS,
 ) -> str:
     values = np.array([value], dtype=float if isinstance(value, int | float) else object)
     phrases, codes = rendered(
@@ -18,7 +27,7 @@ def _say(
         np.array([plan], dtype=object),
         np.array([top]),
         np.array([bottom]),
-        DEFAULT_KEY_EVENTS,
+        key_event_columns(load_settings(None, key_events=key_events)),
     )
     return phrases[codes[0]]
 
@@ -33,6 +42,18 @@ def test_usage_limit_says_how_many_times() -> None:
     assert _say("count_hit_usage_limit_7d", 3) == "hit the usage limit 3 times in the last 7 days"
     assert _say("count_hit_usage_limit_7d", 1) == "hit the usage limit once in the last 7 days"
     assert _say("count_hit_usage_limit_28d", 0) == "never hit the usage limit in the last 28 days"
+
+
+def test_a_real_world_event_name_is_said_as_the_product_logs_it() -> None:
+    assert _say("count_submit_upgrade_28d", 2, key_events=REAL_WORLD_EVENTS) == (
+        "Submit Upgrade: twice in the last 28 days"
+    )
+
+
+def test_a_property_filtered_key_event_is_said_with_its_condition() -> None:
+    assert _say("count_limit_reached_limit_seats_7d", 1, key_events=REAL_WORLD_EVENTS) == (
+        "Limit Reached (limit = seats): once in the last 7 days"
+    )
 
 
 def test_recency_says_how_long_the_account_has_been_quiet() -> None:

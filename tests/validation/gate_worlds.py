@@ -69,7 +69,7 @@ def clean_rows(settings: Settings) -> dict[str, list[dict]]:
     """Five free accounts created 90 days before AS_OF, each doing every key event and a login
     at noon on each of the 35 days before AS_OF."""
     created = AS_OF - timedelta(days=90)
-    names = [*settings.key_events, *OTHER_EVENTS]
+    names = [*settings.key_event_names, *OTHER_EVENTS]
     return {
         "accounts": [
             {"account_id": a, "name": a, "domain": f"{a}.example", "created_at": created} for a in ACCOUNTS
