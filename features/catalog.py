@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from pql.config import MAX_SLUG_LENGTH, KeyEvent, Settings, short_hash
+from pql.config import MAX_SLUG_LENGTH, ConfigError, KeyEvent, Settings, short_hash
 
 ACTIVITY_WINDOWS_DAYS = (1, 7, 28)
 ACTIVE_DAYS_WINDOWS_DAYS = (7, 28)
@@ -81,6 +81,18 @@ CONVENTIONS = (
 )
 
 Kind = Literal["numeric", "categorical"]
+# Every family, in catalog order (what `features.exclude` accepts besides feature names).
+FAMILIES = (
+    "activity",
+    "people",
+    "breadth",
+    "key_events",
+    "recency",
+    "momentum",
+    "lifecycle",
+    "trial",
+    "fit",
+)
 
 
 @dataclass(frozen=True)
@@ -326,7 +338,7 @@ def _lifecycle() -> list[FeatureSpec]:
         ),
         FeatureSpec(
             "days_in_trial",
-            "lifecycle",
+            "trial",
             "numeric",
             "Days from the start of the current trial (the plan change into it) to as_of; "
             "null when not in a trial at as_of.",
@@ -336,7 +348,7 @@ def _lifecycle() -> list[FeatureSpec]:
         ),
         FeatureSpec(
             "days_left_in_trial",
-            "lifecycle",
+            "trial",
             "numeric",
             "Days from as_of to the current trial's trial_ends_at (above 0); null when not in a trial "
             "at as_of or when the trial has no end date.",
@@ -394,9 +406,33 @@ def feature_specs(settings: Settings) -> list[FeatureSpec]:
     return specs
 
 
-def model_columns(settings: Settings) -> tuple[list[str], list[str]]:
-    """(numeric, categorical) model input columns, in catalog order."""
+def excluded_features(settings: Settings) -> dict[str, str]:
+    """Feature -> why it is kept out of the model by `features.exclude` (family or feature names)."""
     specs = feature_specs(settings)
+    families = {spec.family for spec in specs} | set(FAMILIES)
+    names = {spec.name for spec in specs}
+    unknown = [item for item in settings.features.exclude if item not in families | names]
+    if unknown:
+        raise ConfigError(
+            f"features.exclude: {', '.join(repr(u) for u in unknown)} is neither a feature family "
+            f"({', '.join(sorted(families))}) nor a feature name (see docs/features.md or `pql inspect`)."
+        )
+    switched_off = set(settings.features.exclude)
+    how = {family: f"switched off in features.exclude (family {family})" for family in families}
+    return {
+        spec.name: how[spec.family] if spec.family in switched_off else "switched off in features.exclude"
+        for spec in specs
+        if spec.family in switched_off or spec.name in switched_off
+    }
+
+
+def model_columns(settings: Settings) -> tuple[list[str], list[str]]:
+    """(numeric, categorical) candidate model input columns, in catalog order, less `features.exclude`.
+
+    Training keeps those that carry information in its rows (`models.columns`); a model scores with
+    its own list."""
+    excluded = excluded_features(settings)
+    specs = [spec for spec in feature_specs(settings) if spec.name not in excluded]
     numeric = [spec.name for spec in specs if spec.kind == "numeric"]
     categorical = [spec.name for spec in specs if spec.kind == "categorical"]
     return numeric, categorical

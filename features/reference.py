@@ -25,6 +25,7 @@ FAMILY_TITLES = {
     "recency": "Recency",
     "momentum": "Momentum",
     "lifecycle": "Lifecycle",
+    "trial": "Trial",
     "fit": "Fit",
 }
 

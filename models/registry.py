@@ -29,7 +29,7 @@ import joblib
 import numpy as np
 import pandas as pd
 
-from features.catalog import model_columns
+from features.catalog import feature_specs
 from models.encoded import EncodedModel, encoded_model
 from models.points import DEFAULT_BASE_RATE, fit_points
 from pql.config import Settings
@@ -180,33 +180,35 @@ def _check_checksum(root: Path, version: str, meta: dict[str, Any]) -> None:
 
 
 def _check_features(version: str, meta: dict[str, Any], settings: Settings) -> None:
-    numeric, categorical = model_columns(settings)
+    """The model scores with its own column list: every column must still be built, of the same kind."""
+    kinds = {spec.name: spec.kind for spec in feature_specs(settings)}
     trained = meta.get("features", {})
     trained_numeric, trained_categorical = trained.get("numeric", []), trained.get("categorical", [])
     if meta.get("is_fallback"):
-        absent = sorted(set(trained_numeric) - set(numeric))
+        absent = sorted(set(trained_numeric) - set(kinds))
         if absent:
             raise RegistryError(
                 f"Refusing to load model {version}: its points rules need {', '.join(absent)}, which the "
                 "current features do not produce. Restore the key_events it was built with or retrain."
             )
         return
-    if trained_numeric == numeric and trained_categorical == categorical:
+    wanted = {
+        **dict.fromkeys(trained_numeric, "numeric"),
+        **dict.fromkeys(trained_categorical, "categorical"),
+    }
+    gone = [column for column in wanted if column not in kinds]
+    changed = [column for column, kind in wanted.items() if column in kinds and kinds[column] != kind]
+    if not gone and not changed:
         return
-    now, then = [*numeric, *categorical], [*trained_numeric, *trained_categorical]
-    gone = [c for c in then if c not in now]
-    new = [c for c in now if c not in then]
     detail = []
     if gone:
         detail.append(f"trained on but no longer produced: {', '.join(gone)}")
-    if new:
-        detail.append(f"produced now but unknown to the model: {', '.join(new)}")
-    if not detail:
-        detail.append("same columns in a different order or kind (numeric/categorical)")
+    if changed:
+        detail.append(f"now of another kind (numeric/categorical): {', '.join(changed)}")
     raise RegistryError(
         f"Refusing to load model {version}: its feature list differs from the current feature catalog "
-        f"({'; '.join(detail)}). Retrain with `pql train`, or restore the settings (key_events) it was "
-        "trained with."
+        f"({'; '.join(detail)}). Retrain with `pql train`, or restore the settings (key_events, "
+        "features.attributes) it was trained with."
     )
 
 

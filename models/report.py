@@ -245,9 +245,28 @@ def _overview(meta: dict[str, Any]) -> str:
             ("data end", training.get("data_end")),
             ("snapshots", f"{len(dates)} ({dates[0][:10]} … {dates[-1][:10]})" if dates else "none"),
             ("horizon", f"{training.get('horizon_days')} days"),
-            ("rows / conversions", f"{training.get('rows')} / {training.get('conversions')}"),
+            (
+                "rows / positive rows / converting accounts",
+                f"{training.get('rows')} / {training.get('conversions')} / "
+                f"{training.get('converting_accounts', 'n/a')}",
+            ),
         ]
     )
+
+
+def left_out_lines(meta: dict[str, Any]) -> list[str]:
+    """'feature: why' for every candidate feature the model does not use."""
+    return [f"{column}: {why}" for column, why in meta.get("features", {}).get("left_out", {}).items()]
+
+
+def _left_out(meta: dict[str, Any]) -> str:
+    rows = [
+        [html.escape(column), html.escape(why)]
+        for column, why in meta.get("features", {}).get("left_out", {}).items()
+    ]
+    if not rows:
+        return "<p>Every candidate feature carried information and is in the model.</p>"
+    return _table(["feature", "why it is not in the model"], rows)
 
 
 def render_report(meta: dict[str, Any], data: ReportData) -> str:
@@ -342,6 +361,8 @@ error before {_fmt(calibration["before"]["ece"], 5)}, after {_fmt(calibration["a
             "(bars: standard deviation over repeats).",
         )
     }
+<h2>Features left out</h2>
+{_left_out(meta)}
 <h2>Rolling-origin folds (PR-AUC)</h2>
 {
         _table(["test window", "train snapshots", *SCORER_NAMES.values()], fold_rows)

@@ -31,6 +31,7 @@ from models.backtest import TimeSplit, out_of_time_split, rolling_origin_splits
 from models.baselines import BASELINE_NAMES, fit_baselines
 from models.calibration import CalibratedFit, calibrated_fit
 from models.champion import HoldoutScore, promotion_decision
+from models.columns import ColumnChoice, usable_columns
 from models.metrics import (
     bootstrap_intervals,
     calibration_error,
@@ -106,10 +107,10 @@ def data_fingerprint(frame: pd.DataFrame, columns: Sequence[str]) -> str:
     return hashlib.sha256(hashed.to_numpy().tobytes()).hexdigest()
 
 
-def fit_columns(settings: Settings) -> tuple[list[str], list[str]]:
-    """The firmographic model columns behind the fit-only probability."""
+def fit_columns(settings: Settings, choice: ColumnChoice) -> tuple[list[str], list[str]]:
+    """The firmographic columns among the model's behind the fit-only probability."""
     groups = {spec.name: spec.group for spec in feature_specs(settings)}
-    numeric, categorical = model_columns(settings)
+    numeric, categorical = choice.numeric, choice.categorical
     return (
         [c for c in numeric if groups.get(c) in FIT_GROUPS],
         [c for c in categorical if groups.get(c) in FIT_GROUPS],
@@ -150,6 +151,7 @@ def training_distribution(
 def _window(frame: pd.DataFrame, settings: Settings, window_end: datetime) -> dict[str, Any]:
     dates = sorted(pd.Timestamp(d) for d in frame["as_of"].unique())
     rows, conversions = len(frame), int(frame["label"].sum()) if len(frame) else 0
+    converting = int(frame.loc[frame["label"] == 1, "account_id"].nunique()) if rows else 0
     return {
         "data_end": window_end,
         "as_of_dates": [d.isoformat() for d in dates],
@@ -158,6 +160,7 @@ def _window(frame: pd.DataFrame, settings: Settings, window_end: datetime) -> di
         "rows": rows,
         "accounts": int(frame["account_id"].nunique()) if rows else 0,
         "conversions": conversions,
+        "converting_accounts": converting,
         "base_rate": conversions / rows if rows else None,
     }
 
@@ -186,6 +189,20 @@ def _summary(metrics: dict[str, Any]) -> dict[str, Any]:
     return summary
 
 
+def too_few_converters(window: dict[str, Any], settings: Settings) -> str:
+    """The refusal for too few converting accounts: both counts, and what would make training possible."""
+    dates = window["as_of_dates"]
+    span = f"{dates[0][:10]} … {dates[-1][:10]}, " if dates else ""
+    converting, needed = window["converting_accounts"], settings.model.min_conversions
+    return (
+        f"only {converting} converting accounts ({window['conversions']} positive snapshot rows) in the "
+        f"training window ({span}{len(dates)} snapshots, {window['rows']} rows); at least {needed} "
+        f"converting accounts are needed (model.min_conversions): {needed - converting} more, from a "
+        f"longer history (features.lookback_days, now {settings.features.lookback_days} days) or more "
+        "data loaded"
+    )
+
+
 def verdict(low: float, high: float, gap: float) -> str:
     """'beats' when the whole 95% interval of the PR-AUC gap is above zero, 'does_not_beat' when the gap
     is not positive, 'not_clearly_better' otherwise."""
@@ -199,17 +216,20 @@ class _Fitted:
     model: CalibratedFit
     fit: CalibratedFit | None
     baselines: dict[str, Any]
+    columns: ColumnChoice
 
 
 def _fit_all(
     train: pd.DataFrame, settings: Settings, timings: dict[str, float], *, with_fit_model: bool = True
 ) -> _Fitted:
-    """The model (and its fit-only sibling, unless told not to) and every baseline, fitted on `train`."""
-    numeric, categorical = model_columns(settings)
+    """The model (and its fit-only sibling, unless told not to) and every baseline, fitted on `train`
+    over the candidate columns that carry information in `train`."""
+    choice = usable_columns(train, *model_columns(settings), settings)
+    numeric, categorical = choice.numeric, choice.categorical
     seed = settings.model.seed
     started = time.perf_counter()
     model = calibrated_fit(train, model_pipeline, numeric, categorical, seed)
-    fit_numeric, fit_categorical = fit_columns(settings)
+    fit_numeric, fit_categorical = fit_columns(settings, choice)
     fit = (
         calibrated_fit(train, model_pipeline, fit_numeric, fit_categorical, seed)
         if with_fit_model and (fit_numeric or fit_categorical)
@@ -219,7 +239,7 @@ def _fit_all(
     started = time.perf_counter()
     baselines = fit_baselines(train, settings, numeric, categorical)
     timings["baselines_s"] = timings.get("baselines_s", 0.0) + time.perf_counter() - started
-    return _Fitted(model, fit, baselines)
+    return _Fitted(model, fit, baselines, choice)
 
 
 def _probabilities(fitted: _Fitted, rows: pd.DataFrame) -> dict[str, np.ndarray]:
@@ -450,7 +470,7 @@ def train_on_frame(
     if absent:
         raise DataError(
             f"The training set ({len(frame)} rows) lacks {', '.join(absent)}. Build it with "
-            "features.training.training_set under the same settings."
+            "`pql train` (features.training.training_set) under the same settings."
         )
     created = created or datetime.now(UTC).replace(tzinfo=None)
     fingerprint = data_fingerprint(frame, [*numeric, *categorical])
@@ -461,16 +481,11 @@ def train_on_frame(
         "settings": _settings_used(settings),
         "libraries": library_versions(),
     }
-    conversions = meta["training"]["conversions"]
-    if conversions < settings.model.min_conversions:
-        dates = meta["training"]["as_of_dates"]
-        span = f"{dates[0][:10]} … {dates[-1][:10]}, " if dates else ""
-        problem = (
-            f"only {conversions} conversions in the training window ({span}{len(dates)} snapshots, "
-            f"{len(frame)} rows); at least {settings.model.min_conversions} (model.min_conversions) "
-            "are needed"
+    converting = meta["training"]["converting_accounts"]
+    if converting < settings.model.min_conversions:
+        _register_too_little_data(
+            frame, settings, meta, too_few_converters(meta["training"], settings), timings
         )
-        _register_too_little_data(frame, settings, meta, problem, timings)
     try:
         split = out_of_time_split(frame["as_of"], settings.horizon_days)
     except DataError as exc:
@@ -482,16 +497,15 @@ def train_on_frame(
             problem = f"the {part} of the out-of-time split ({len(rows)} rows) hold {conversions} conversions"
             _register_too_little_data(frame, settings, meta, problem, timings)
 
-    empty = [name for name in numeric if train[name].isna().all()]
-    if empty:
-        # The booster cannot bin a column with no value at all (young accounts leave momentum empty).
+    if not usable_columns(train, numeric, categorical, settings).columns:
         problem = (
-            f"the training snapshots ({len(train)} rows) have no value at all for {', '.join(empty)}: "
-            "the history is too short; train again when it is longer"
+            f"no candidate feature takes more than one value in the {len(train)} training rows, so there "
+            "is nothing to learn from (see `pql inspect` for what the source holds)"
         )
         _register_too_little_data(frame, settings, meta, problem, timings)
 
     fitted = _fit_all(train, settings, timings)
+    numeric, categorical = fitted.columns.numeric, fitted.columns.categorical
     clock = time.perf_counter()
     probabilities = _probabilities(fitted, test)
     uncalibrated = fitted.model.base.predict_proba(test)[:, 1]
@@ -506,7 +520,7 @@ def train_on_frame(
     timings["folds_s"] = time.perf_counter() - clock
     promoted, reason, compared = _champion_comparison(test, probabilities["model"], settings)
 
-    fit_numeric, fit_categorical = fit_columns(settings)
+    fit_numeric, fit_categorical = fit_columns(settings, fitted.columns)
     meta["training"].update({"split": split.describe(), "label_end": split.train_label_end.isoformat()})
     meta.update(
         {
@@ -523,6 +537,7 @@ def train_on_frame(
                 "categorical": categorical,
                 "dtypes": {column: str(frame[column].dtype) for column in [*numeric, *categorical]},
                 "fit": {"numeric": fit_numeric, "categorical": fit_categorical},
+                "left_out": fitted.columns.left_out,
             },
             "metrics": metrics,
             "importance": importance.to_dict(orient="records"),

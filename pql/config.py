@@ -143,6 +143,10 @@ class FeaturesConfig(_Strict):
     label: Literal["converted_to_paid", "opportunity_created"] = Field(
         "converted_to_paid", description="'converted_to_paid' or 'opportunity_created'"
     )
+    exclude: list[str] = Field(
+        default_factory=list,
+        description="feature families (activity, trial, fit, ...) or feature names kept out of the model",
+    )
 
 
 class PointsRule(_Strict):

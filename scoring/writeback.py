@@ -235,7 +235,8 @@ def write_run_on(
         if newest is not None and newest > as_of:
             raise DataError(
                 f"pql_scores already holds as_of {newest}, newer than this run's {as_of}; writing it "
-                "would roll the sales list back. Score past dates as a backfill (update_current=False)."
+                "would roll the sales list back. Score past dates with `pql backfill START END`, "
+                "which writes history and leaves the current list alone."
             )
         _replace_current(conn, tables.scores, _table_frame(rows, tables.scores, run))
     replaced = [run_id, *_runs_with_history(conn, tables, as_of, exclude=run_id)]

@@ -69,7 +69,7 @@ def metrics_table(metrics: dict[str, Any]) -> Table:
 
 
 def _show(meta: dict[str, Any], is_champion: bool, folder: str) -> None:
-    from models.report import verdict_sentences
+    from models.report import left_out_lines, verdict_sentences
 
     training = meta.get("training", {})
     dates = training.get("as_of_dates", [])
@@ -80,13 +80,22 @@ def _show(meta: dict[str, Any], is_champion: bool, folder: str) -> None:
         ("data end", training.get("data_end")),
         ("snapshots", f"{len(dates)} ({dates[0][:10]} … {dates[-1][:10]})" if dates else "none"),
         ("horizon", f"{training.get('horizon_days')} days"),
-        ("rows", f"{training.get('rows')} ({training.get('conversions')} conversions)"),
+        (
+            "rows",
+            f"{training.get('rows')} ({training.get('conversions')} positive rows from "
+            f"{training.get('converting_accounts', 'n/a')} converting accounts)",
+        ),
         ("promotion", meta.get("promotion", {}).get("reason")),
         ("report", f"{folder}/report.html"),
     ):
         console.print(f"  {label:<10} {value}", highlight=False)
     if meta.get("reason"):
         console.print(f"  {'refused':<10} {meta['reason']}", highlight=False)
+    left_out = left_out_lines(meta)
+    if left_out:
+        console.print(f"  {'left out':<10} {len(left_out)} feature(s) not in the model:", highlight=False)
+        for line in left_out:
+            console.print(f"    {line}", highlight=False)
     if meta.get("metrics"):
         console.print(metrics_table(meta["metrics"]))
         for _, sentence in verdict_sentences(meta["metrics"]):

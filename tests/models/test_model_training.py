@@ -10,7 +10,7 @@ from model_frames import WINDOW_END, Trained, fast_settings, training_frame
 from models.registry import MODEL_FILE, TOO_LITTLE_DATA, champion_version, load_scoring_model, read_metadata
 from models.report import verdict_sentences
 from models.training import TooLittleDataError, data_fingerprint, train_on_frame, verdict
-from pql.config import Settings
+from pql.config import Settings, load_settings
 from pql.db import DataError
 
 
@@ -47,7 +47,9 @@ def test_the_report_says_plainly_when_the_model_does_not_beat_a_baseline() -> No
 def test_too_few_conversions_refuses_training_and_falls_back_to_points(model_settings: Settings) -> None:
     sparse = training_frame(model_settings, base_logit=-9.0, seed=1)
     assert 0 < sparse["label"].sum() < model_settings.model.min_conversions
-    with pytest.raises(TooLittleDataError, match=r"only \d+ conversions .* model\.min_conversions") as raised:
+    with pytest.raises(
+        TooLittleDataError, match=r"only \d+ converting accounts .* model\.min_conversions"
+    ) as raised:
         train_on_frame(sparse, model_settings, window_end=WINDOW_END)
     outcome = raised.value.outcome
     assert outcome.status == TOO_LITTLE_DATA and outcome.promoted
@@ -71,13 +73,69 @@ def test_too_few_snapshots_for_an_out_of_time_split_also_falls_back(model_settin
     assert load_scoring_model(model_settings).version == raised.value.outcome.version
 
 
-def test_a_feature_with_no_value_in_the_training_snapshots_refuses_training_clearly(
+def test_the_minimum_counts_converting_accounts_not_positive_rows(model_settings: Settings) -> None:
+    frame = training_frame(model_settings)
+    converters = frame.loc[frame["label"] == 1, "account_id"].unique()
+    strict = fast_settings(model_settings.state_dir, min_conversions=len(converters) + 1)
+    assert frame["label"].sum() > len(converters) + 1
+    with pytest.raises(TooLittleDataError) as raised:
+        train_on_frame(frame, strict, window_end=WINDOW_END)
+    message = str(raised.value)
+    assert (
+        f"only {len(converters)} converting accounts ({int(frame['label'].sum())} positive snapshot rows)"
+        in (message)
+    )
+    assert "1 more" in message and "features.lookback_days" in message
+
+
+def test_features_with_no_value_or_one_value_are_left_out_with_their_reason(model_settings: Settings) -> None:
+    frame = training_frame(model_settings)
+    frame["days_in_trial"] = np.nan
+    frame["days_left_in_trial"] = np.nan
+    frame["employees"] = np.nan
+    frame["count_view_pricing_7d"] = 0
+    frame["count_view_pricing_28d"] = 0
+    frame["industry"] = "software"
+
+    outcome = train_on_frame(frame, model_settings, window_end=WINDOW_END)
+
+    features = read_metadata(model_settings.model_registry_path, outcome.version)["features"]
+    left_out = features["left_out"]
+    assert left_out["days_in_trial"].startswith("no account was ever in a trial")
+    assert left_out["employees"].startswith("the accounts table has no value")
+    assert left_out["count_view_pricing_28d"].startswith("no account did 'view_pricing'")
+    assert left_out["industry"].startswith("the same value (software)")
+    assert not set(left_out) & {*features["numeric"], *features["categorical"]}
+    scoring = load_scoring_model(model_settings)
+    assert len(scoring.predict_proba(frame.drop(columns=list(left_out)))) == len(frame)
+
+
+def test_every_rolling_origin_fold_trains_when_a_column_is_empty_in_its_early_rows(
     model_settings: Settings,
 ) -> None:
-    frame = training_frame(model_settings)
-    frame["ratio_momentum_7d_vs_prior_21d"] = np.nan
-    with pytest.raises(TooLittleDataError, match="no value at all for ratio_momentum_7d_vs_prior_21d"):
-        train_on_frame(frame, model_settings, window_end=WINDOW_END)
+    frame = training_frame(model_settings, snapshots=30)
+    early = frame["as_of"] < sorted(frame["as_of"].unique())[8]
+    frame.loc[early, "ratio_momentum_7d_vs_prior_21d"] = np.nan
+
+    outcome = train_on_frame(frame, model_settings, window_end=WINDOW_END)
+
+    folds = read_metadata(model_settings.model_registry_path, outcome.version)["metrics"]["folds"]
+    assert len(folds) >= 2 and all("model" in fold["pr_auc"] for fold in folds)
+
+
+def test_families_switched_off_in_the_settings_never_reach_the_model(model_settings: Settings) -> None:
+    settings = load_settings(
+        None,
+        state_dir=model_settings.state_dir,
+        model=model_settings.model.model_dump(),
+        features={"exclude": ["fit", "count_events_1d"]},
+    )
+    outcome = train_on_frame(training_frame(settings), settings, window_end=WINDOW_END)
+
+    features = read_metadata(settings.model_registry_path, outcome.version)["features"]
+    assert {"employees", "industry", "country", "count_events_1d"} <= set(features["left_out"])
+    assert features["left_out"]["industry"] == "switched off in features.exclude (family fit)"
+    assert "employees" not in features["numeric"] and "industry" not in features["categorical"]
 
 
 def test_too_little_data_keeps_a_trained_champion(trained: Trained) -> None:
