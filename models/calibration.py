@@ -20,6 +20,7 @@ from typing import Any
 import pandas as pd
 from sklearn import config_context
 from sklearn.calibration import CalibratedClassifierCV
+from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.frozen import FrozenEstimator
 from sklearn.pipeline import Pipeline
 
@@ -49,7 +50,10 @@ def calibration_dates(train: pd.DataFrame) -> list:
 
 
 def fit_watching(pipeline: Pipeline, fit_rows: pd.DataFrame, watch_rows: pd.DataFrame) -> Pipeline:
-    """Fit `pipeline`; its booster early-stops on `watch_rows`, passed through the fitted preprocessing."""
+    """Fit `pipeline`; a booster early-stops on `watch_rows`, passed through the fitted preprocessing
+    (an estimator without early stopping just fits)."""
+    if not isinstance(pipeline[-1], HistGradientBoostingClassifier):
+        return pipeline.fit(fit_rows, fit_rows["label"].to_numpy())
     with config_context(enable_metadata_routing=True):
         pipeline.set_params(transform_input=["X_val"])
         pipeline[-1].set_fit_request(X_val=True, y_val=True)
@@ -100,7 +104,11 @@ def calibrated_fit(
         base,
         {
             "method": "sigmoid",
-            "trees": int(base[-1].n_iter_),
+            **(
+                {"trees": int(base[-1].n_iter_)}
+                if isinstance(base[-1], HistGradientBoostingClassifier)
+                else {}
+            ),
             "fit_snapshots": int(fit_rows["as_of"].nunique()),
             "calibration_snapshots": [pd.Timestamp(d).isoformat() for d in dates],
             "calibration_rows": len(slice_rows),

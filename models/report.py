@@ -254,6 +254,14 @@ def _overview(meta: dict[str, Any]) -> str:
     )
 
 
+def _candidate_sentence(meta: dict[str, Any]) -> str:
+    candidate = meta.get("model", {}).get("candidate")
+    if not candidate:
+        return "Gradient-boosted trees (chosen before candidates were compared)."
+    reason = candidate["reason"]
+    return f"Chosen: {candidate['chosen'].replace('_', ' ')}. {reason[0].upper()}{reason[1:]}."
+
+
 def left_out_lines(meta: dict[str, Any]) -> list[str]:
     """'feature: why' for every candidate feature the model does not use."""
     return [f"{column}: {why}" for column, why in meta.get("features", {}).get("left_out", {}).items()]
@@ -361,6 +369,8 @@ error before {_fmt(calibration["before"]["ece"], 5)}, after {_fmt(calibration["a
             "(bars: standard deviation over repeats).",
         )
     }
+<h2>Model family</h2>
+<p>{html.escape(_candidate_sentence(meta))}</p>
 <h2>Features left out</h2>
 {_left_out(meta)}
 <h2>Rolling-origin folds (PR-AUC)</h2>

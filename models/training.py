@@ -30,8 +30,10 @@ from features.training import data_end, training_set
 from models.backtest import TimeSplit, out_of_time_split, rolling_origin_splits
 from models.baselines import BASELINE_NAMES, fit_baselines
 from models.calibration import CalibratedFit, calibrated_fit
+from models.candidates import CANDIDATE_NAMES, DEFAULT_CANDIDATE, PipelineFactory, choose_candidate
 from models.champion import HoldoutScore, promotion_decision
 from models.columns import ColumnChoice, usable_columns
+from models.encoded import encoded_model
 from models.metrics import (
     bootstrap_intervals,
     calibration_error,
@@ -189,6 +191,10 @@ def _summary(metrics: dict[str, Any]) -> dict[str, Any]:
     return summary
 
 
+def _choice_line(candidate: dict[str, Any]) -> str:
+    return f"{CANDIDATE_NAMES[candidate['chosen']]}: {candidate['reason']}"
+
+
 def too_few_converters(window: dict[str, Any], settings: Settings) -> str:
     """The refusal for too few converting accounts: both counts, and what would make training possible."""
     dates = window["as_of_dates"]
@@ -220,7 +226,12 @@ class _Fitted:
 
 
 def _fit_all(
-    train: pd.DataFrame, settings: Settings, timings: dict[str, float], *, with_fit_model: bool = True
+    train: pd.DataFrame,
+    settings: Settings,
+    timings: dict[str, float],
+    make_model: PipelineFactory,
+    *,
+    with_fit_model: bool = True,
 ) -> _Fitted:
     """The model (and its fit-only sibling, unless told not to) and every baseline, fitted on `train`
     over the candidate columns that carry information in `train`."""
@@ -228,7 +239,7 @@ def _fit_all(
     numeric, categorical = choice.numeric, choice.categorical
     seed = settings.model.seed
     started = time.perf_counter()
-    model = calibrated_fit(train, model_pipeline, numeric, categorical, seed)
+    model = calibrated_fit(train, make_model, numeric, categorical, seed)
     fit_numeric, fit_categorical = fit_columns(settings, choice)
     fit = (
         calibrated_fit(train, model_pipeline, fit_numeric, fit_categorical, seed)
@@ -295,11 +306,14 @@ def _holdout_metrics(
     }
 
 
-def _importance(base: Pipeline, test: pd.DataFrame, settings: Settings) -> pd.DataFrame:
+def _importance(
+    base: Pipeline, test: pd.DataFrame, settings: Settings, columns: ColumnChoice
+) -> pd.DataFrame:
     """Permutation importance (drop in PR-AUC) of each model column on a sample of holdout rows.
 
-    Shuffles the booster's encoded input: every encoding is per column, so shuffling an encoded column
-    is shuffling the raw one, and the calibration map is monotone, so it cannot change PR-AUC.
+    For the booster, shuffles its encoded input: every encoding is per column, so shuffling an encoded
+    column is shuffling the raw one (and cheaper). Other pipelines (one column may become several) get
+    their raw columns shuffled. The calibration map is monotone, so it cannot change PR-AUC.
     """
     sample = (
         test
@@ -308,10 +322,15 @@ def _importance(base: Pipeline, test: pd.DataFrame, settings: Settings) -> pd.Da
     )
     if sample["label"].nunique() < 2:
         sample = test
-    encoded = base[:-1].transform(sample)
+    if encoded_model(base) is not None:
+        estimator, rows = base[-1], base[:-1].transform(sample)
+        names = list(base.named_steps["columns"].get_feature_names_out())
+    else:
+        estimator, rows = base, sample[columns.columns]
+        names = columns.columns
     result = permutation_importance(
-        base[-1],
-        encoded,
+        estimator,
+        rows,
         sample["label"].to_numpy(),
         scoring="average_precision",
         n_repeats=PERMUTATION_REPEATS,
@@ -319,7 +338,7 @@ def _importance(base: Pipeline, test: pd.DataFrame, settings: Settings) -> pd.Da
     )
     frame = pd.DataFrame(
         {
-            "feature": base.named_steps["columns"].get_feature_names_out(),
+            "feature": names,
             "importance_mean": result.importances_mean,
             "importance_std": result.importances_std,
         }
@@ -328,7 +347,11 @@ def _importance(base: Pipeline, test: pd.DataFrame, settings: Settings) -> pd.Da
 
 
 def _fold_metrics(
-    frame: pd.DataFrame, main: TimeSplit, settings: Settings, main_pr: dict[str, float]
+    frame: pd.DataFrame,
+    main: TimeSplit,
+    settings: Settings,
+    main_pr: dict[str, float],
+    make_model: PipelineFactory,
 ) -> list[dict]:
     """PR-AUC of every scorer per rolling-origin fold (the main split's numbers reused)."""
     folds = []
@@ -341,7 +364,7 @@ def _fold_metrics(
         train, test = frame[split.train_rows(frame)], frame[split.test_rows(frame)]
         if train["label"].nunique() < 2 or test["label"].nunique() < 2:
             continue
-        probabilities = _probabilities(_fit_all(train, settings, {}, with_fit_model=False), test)
+        probabilities = _probabilities(_fit_all(train, settings, {}, make_model, with_fit_model=False), test)
         holdout = holdout_of(test)
         row["pr_auc"] = {
             name: point_metrics(holdout, p, settings.model.top_k)["pr_auc"]
@@ -504,18 +527,25 @@ def train_on_frame(
         )
         _register_too_little_data(frame, settings, meta, problem, timings)
 
-    fitted = _fit_all(train, settings, timings)
+    clock = time.perf_counter()
+    candidate = choose_candidate(train, settings)
+    timings["candidates_s"] = time.perf_counter() - clock
+    fitted = _fit_all(train, settings, timings, candidate.make_pipeline)
     numeric, categorical = fitted.columns.numeric, fitted.columns.categorical
     clock = time.perf_counter()
     probabilities = _probabilities(fitted, test)
     uncalibrated = fitted.model.base.predict_proba(test)[:, 1]
     metrics = _holdout_metrics(test, probabilities, uncalibrated, settings)
     metrics["calibration"]["method"] = fitted.model.calibration["method"]
-    importance = _importance(fitted.model.base, test, settings)
+    importance = _importance(fitted.model.base, test, settings, fitted.columns)
     timings["evaluation_s"] = time.perf_counter() - clock
     clock = time.perf_counter()
     metrics["folds"] = _fold_metrics(
-        frame, split, settings, {name: metrics["holdout"][name]["pr_auc"] for name in probabilities}
+        frame,
+        split,
+        settings,
+        {name: metrics["holdout"][name]["pr_auc"] for name in probabilities},
+        candidate.make_pipeline,
     )
     timings["folds_s"] = time.perf_counter() - clock
     promoted, reason, compared = _champion_comparison(test, probabilities["model"], settings)
@@ -527,8 +557,10 @@ def train_on_frame(
             "status": TRAINED,
             "is_fallback": False,
             "model": {
-                "kind": "HistGradientBoostingClassifier in a Pipeline, sigmoid-calibrated on a later slice",
-                "booster_params": BOOSTER_PARAMS,
+                "kind": f"{CANDIDATE_NAMES[candidate.chosen]} in a Pipeline, sigmoid-calibrated on a later "
+                "slice",
+                "candidate": candidate.describe(),
+                "booster_params": BOOSTER_PARAMS if candidate.chosen == DEFAULT_CANDIDATE else None,
                 "calibration": fitted.model.calibration,
                 "fit_model_calibration": fitted.fit.calibration if fitted.fit else None,
             },
@@ -558,4 +590,5 @@ def train_on_frame(
     path = save_version(root, meta["version"], artifact, meta, report)
     if promoted:
         promote(root, meta["version"], settings, reason=reason, action="auto-promote")
-    return TrainOutcome(meta["version"], path, TRAINED, promoted, reason, _summary(metrics))
+    summary = {**_summary(metrics), "model_choice": _choice_line(candidate.describe())}
+    return TrainOutcome(meta["version"], path, TRAINED, promoted, reason, summary)

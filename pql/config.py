@@ -163,6 +163,11 @@ class ModelConfig(_Strict):
     points: dict[str, PointsRule] = Field(
         default_factory=dict, description="per key event: {points = N, lifespan_days = N}"
     )
+    candidates: list[Literal["gradient_boosting", "logistic_regression"]] = Field(
+        default_factory=lambda: ["gradient_boosting", "logistic_regression"],
+        min_length=1,
+        description="a non-empty list of 'gradient_boosting' and 'logistic_regression'",
+    )
 
 
 TIERS = ("very_high", "high", "medium", "low")

@@ -45,6 +45,8 @@ def outcome_lines(outcome: TrainOutcome) -> list[str]:
             f"{m['pr_auc_logreg']:.3f}, most active {m['pr_auc_most_active']:.3f}); lift top 10% "
             f"{m['lift_top_10pct']:.2f}"
         )
+        if m.get("model_choice"):
+            lines.append(f"  model      {m['model_choice']}")
         lines.append(f"  report     {outcome.path / 'report.html'}")
     return lines
 

@@ -81,7 +81,13 @@ def fast_settings(state_dir: Path, **model: object) -> Settings:
     return load_settings(
         None,
         state_dir=state_dir,
-        model={"bootstrap_rounds": 20, "min_conversions": 20, "top_k": 10, **model},
+        model={
+            "bootstrap_rounds": 20,
+            "min_conversions": 20,
+            "top_k": 10,
+            "candidates": ["gradient_boosting"],
+            **model,
+        },
     )
 
 
