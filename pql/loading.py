@@ -876,7 +876,8 @@ def derived_event_ids(rows: pd.DataFrame) -> pd.Series:
     missing = pd.Series(None, index=rows.index, dtype=object)
     fields = {name: rows.get(name, missing) for name in DERIVED_ID_COLUMNS}
     stamps = pd.to_datetime(fields["occurred_at"]).astype("datetime64[us]")
-    fields["occurred_at"] = stamps.dt.strftime("%Y-%m-%dT%H:%M:%S.%f").where(stamps.notna(), None)
+    iso = np.datetime_as_string(stamps.to_numpy(), unit="us")  # 2024-05-01T12:00:00.000000
+    fields["occurred_at"] = pd.Series(iso, index=rows.index, dtype=object).where(stamps.notna(), None)
     texts = fields["properties"].to_numpy(dtype=object)
     canonical = {text: _canonical_json(text) for text in set(texts)}
     fields["properties"] = pd.Series([canonical[text] for text in texts], index=rows.index, dtype=object)
@@ -885,8 +886,9 @@ def derived_event_ids(rows: pd.DataFrame) -> pd.Series:
 
 
 def _row_id(values: Sequence[str | None]) -> str:
-    # A JSON array keeps the fields apart unambiguously ("a","bc" is not "ab","c") and null apart from "".
-    text = json.dumps(list(values), ensure_ascii=False, separators=(",", ":"))
+    # A compact JSON array keeps the fields apart ("a","bc" is not "ab","c") and null apart from "";
+    # built from the C string encoder, as json.dumps would write it, at a fraction of the cost.
+    text = "[" + ",".join("null" if v is None else json.encoder.encode_basestring(v) for v in values) + "]"
     return DERIVED_ID_PREFIX + hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
 
 
