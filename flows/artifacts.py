@@ -57,14 +57,18 @@ def _validation(validation: dict[str, Any]) -> list[str]:
     lines = [f"Status: **{validation.get('status', 'unknown')}**"]
     if validation.get("quarantined_rows"):
         lines[0] += f", {validation['quarantined_rows']:,} row(s) quarantined"
-    problems = [problem for stage in validation.get("stages", []) for problem in stage.get("problems", [])]
+    stages = validation.get("stages", [])
+    notes = [f"- {stage['stage']}: {note}" for stage in stages for note in stage.get("notes", [])]
+    if notes:
+        lines += ["", *notes]
+    problems = [problem for stage in stages for problem in stage.get("problems", [])]
     if problems:
         lines.append("")
         lines += _table(
             ("check", "status", "rows", "what to do"),
             ((p["check"], p["status"], p.get("rows"), p.get("hint")) for p in problems),
         )
-    passed = sum(len(stage.get("passed", [])) for stage in validation.get("stages", []))
+    passed = sum(len(stage.get("passed", [])) for stage in stages)
     lines += ["", f"{passed} check(s) passed."]
     return lines
 

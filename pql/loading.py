@@ -14,6 +14,9 @@ Rules the loader applies (the README documents them for users):
 - Duplicates (same key as an earlier row of the file, or as a row already in the table) are counted and
   skipped, never inserted: keys are `event_id`, the primary keys, and (account_id, changed_at, to_plan)
   for plan changes. Loading the same file twice inserts nothing the second time.
+- Events without ids: when the file has no event_id column, or its event_id column is empty in every
+  row, each row's id is derived from its contract values (`derived_event_ids`), so the rules above still
+  hold; two rows with the same account, user, name, instant and properties are one event.
 - loaded + quarantined + duplicates == input rows, always.
 """
 
@@ -22,13 +25,14 @@ from __future__ import annotations
 import contextlib
 import difflib
 import gzip
+import hashlib
 import json
 import math
 import re
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -60,6 +64,10 @@ LATEST = datetime(2100, 1, 1)
 CSV_NULLS = ("", "NULL", "null", r"\N")
 TRUE_WORDS = frozenset({"true", "t", "yes", "y", "1"})
 FALSE_WORDS = frozenset({"false", "f", "no", "n", "0"})
+# What a derived event id hashes: every contract column of events but the id itself.
+DERIVED_ID_COLUMNS = ("account_id", "user_id", "event_name", "occurred_at", "properties")
+DERIVED_ID_PREFIX = "row-"
+NO_ID_COLUMN = "the file has no event_id column"
 
 
 @dataclass(frozen=True)
@@ -172,6 +180,16 @@ class ColumnPlan:
     table: str
     sources: dict[str, str]
     pack_properties: bool
+    derived_id_reason: str | None = None  # why event ids are derived from the rows, when they are
+
+    @property
+    def derives_ids(self) -> bool:
+        return self.derived_id_reason is not None
+
+    @property
+    def id_source(self) -> str:
+        """The export column event ids come from, or would come from (a JSON lines key may appear late)."""
+        return self.sources.get("event_id", "event_id")
 
     def leftovers(self, columns: Sequence[str]) -> list[str]:
         """The export columns no contract column reads, whole or through a dotted path (packed into
@@ -202,13 +220,18 @@ def _suggestion(target: str, columns: Sequence[str]) -> str:
     return f"Map the export's column to it, for example {options}."
 
 
-def column_plan(table: str, columns: Sequence[str], mapping: Mapping[str, str]) -> ColumnPlan:
+def column_plan(
+    table: str, columns: Sequence[str], mapping: Mapping[str, str], *, derive_ids: bool = True
+) -> ColumnPlan:
     """Match contract columns to export columns: explicit `mapping` first, then same-named columns.
 
-    Raises DataError naming the table, the missing column and the columns found, with a `--map` hint.
+    An events file without an event_id column gets ids derived from its rows (unless `derive_ids` is
+    False). Raises DataError naming the table, the missing column and the columns found, with a `--map`
+    hint.
     """
     sources: dict[str, str] = {}
     problems: list[str] = []
+    derived_id_reason: str | None = None
     for column in CONTRACT[table]:
         source = mapping.get(column.name)
         if source is not None:
@@ -219,6 +242,8 @@ def column_plan(table: str, columns: Sequence[str], mapping: Mapping[str, str]) 
             sources[column.name] = source
         elif column.name in columns:
             sources[column.name] = column.name
+        elif column.name == "event_id" and derive_ids:
+            derived_id_reason = NO_ID_COLUMN
         elif column.required:
             problems.append(
                 f"required column '{column.name}' is missing. {_suggestion(column.name, columns)}"
@@ -230,7 +255,12 @@ def column_plan(table: str, columns: Sequence[str], mapping: Mapping[str, str]) 
             + "\n".join(f"- {problem}" for problem in problems)
             + f"\nColumns found: {found}."
         )
-    return ColumnPlan(table, sources, pack_properties=table == "events" and "properties" not in sources)
+    return ColumnPlan(
+        table,
+        sources,
+        pack_properties=table == "events" and "properties" not in sources,
+        derived_id_reason=derived_id_reason,
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -757,7 +787,10 @@ QUARANTINE_COLUMNS = ["row_number", "reason", "row_json"]
 def _contract_column(
     raw: pd.DataFrame, plan: ColumnPlan, column: ContractColumn, unit: str | None
 ) -> tuple[Converted, str | None] | None:
-    """One contract column converted from its source (None when the file does not provide it)."""
+    """One contract column converted from its source (None when the file does not provide it, or when
+    it is a derived event_id)."""
+    if column.name == "event_id" and plan.derives_ids:
+        return None
     source = plan.sources.get(column.name)
     if source is not None:
         label = column.name if source == column.name else f"{column.name} (from {source})"
@@ -823,7 +856,40 @@ def normalise(
     )
     problems = Counter({issue.problem: len(issue.reasons) for issue in issues})
     good = pd.DataFrame(values, index=raw.index).drop(index=by_row.index)
+    if plan.derives_ids:
+        good.insert(0, "event_id", derived_event_ids(good))
     return Normalised(good, quarantined, problems, units)
+
+
+def _canonical_json(text: str | None) -> str | None:
+    """JSON text with sorted keys and no spaces: the export's key order and spacing do not matter."""
+    if text is None:
+        return None
+    return json.dumps(json.loads(text), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def derived_event_ids(rows: pd.DataFrame) -> pd.Series:
+    """A stable event_id per normalised events row: "row-" and 32 hex digits of the SHA-256 of its
+    account_id, user_id, event_name, occurred_at (ISO 8601 to the microsecond) and properties
+    (canonical JSON), missing values as null. Computed from contract values, not the export's text, so
+    the same row gets the same id from CSV, Parquet or JSON lines, on every run and every database."""
+    missing = pd.Series(None, index=rows.index, dtype=object)
+    fields = {name: rows.get(name, missing) for name in DERIVED_ID_COLUMNS}
+    stamps = pd.to_datetime(fields["occurred_at"]).astype("datetime64[us]")
+    iso = np.datetime_as_string(stamps.to_numpy(), unit="us")  # 2024-05-01T12:00:00.000000
+    fields["occurred_at"] = pd.Series(iso, index=rows.index, dtype=object).where(stamps.notna(), None)
+    texts = fields["properties"].to_numpy(dtype=object)
+    canonical = {text: _canonical_json(text) for text in set(texts)}
+    fields["properties"] = pd.Series([canonical[text] for text in texts], index=rows.index, dtype=object)
+    columns = [fields[name].astype(object).where(fields[name].notna(), None).tolist() for name in fields]
+    return pd.Series([_row_id(row) for row in zip(*columns, strict=True)], index=rows.index, dtype=object)
+
+
+def _row_id(values: Sequence[str | None]) -> str:
+    # A compact JSON array keeps the fields apart ("a","bc" is not "ab","c") and null apart from "";
+    # built from the C string encoder, as json.dumps would write it, at a fraction of the cost.
+    text = "[" + ",".join("null" if v is None else json.encoder.encode_basestring(v) for v in values) + "]"
+    return DERIVED_ID_PREFIX + hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
 
 
 CONVERTERS: dict[str, Callable[[pd.Series, str], Converted]] = {
@@ -1020,6 +1086,8 @@ class LoadReport:
     epoch_units: dict[str, str]
     packed_columns: tuple[str, ...]
     ignored_columns: tuple[str, ...]
+    derived_ids: int  # rows whose event_id was derived from the row (DERIVED_ID_COLUMNS)
+    derived_id_reason: str | None  # why, when event ids were derived
 
     @property
     def duplicates(self) -> int:
@@ -1054,10 +1122,33 @@ class _Staging:
     input_rows: int = 0
     staged: int = 0
     quarantined: int = 0
+    derived_ids: int = 0
     problems: Counter[str] = field(default_factory=Counter)
     epoch_units: dict[str, str] = field(default_factory=dict)
     columns: dict[str, None] = field(default_factory=dict)
     plan: ColumnPlan | None = None
+
+
+class _IdsFurtherOn(Exception):
+    """Event ids derived because the first chunk had none, but a later chunk has some: the file's id
+    column is not empty after all."""
+
+
+def _holds_ids(rows: pd.DataFrame, source: str) -> bool:
+    """Whether any row has a value in the event id column `source` (an id, or a bad one)."""
+    converted = _ids(_source_values(rows, source), "event_id")
+    return bool(converted.values.notna().any()) or bool(converted.issues)
+
+
+def _first_plan(table: str, chunk: RawChunk, mapping: Mapping[str, str], derive_ids: bool) -> ColumnPlan:
+    """The column plan, from the file's first chunk: event ids are derived when the file has no id
+    column, or when its id column is empty in every row of the first chunk."""
+    plan = column_plan(table, chunk.columns, mapping, derive_ids=derive_ids)
+    source = plan.id_source
+    if derive_ids and "event_id" in plan.sources and len(chunk.rows) and not _holds_ids(chunk.rows, source):
+        shown = "event_id" if source == "event_id" else f"{source} (mapped to event_id)"
+        plan = replace(plan, derived_id_reason=f"the file's {shown} column is empty")
+    return plan
 
 
 def _stage(
@@ -1070,18 +1161,26 @@ def _stage(
     mapping: Mapping[str, str],
     batch_id: str,
     loaded_at: datetime,
+    derive_ids: bool,
 ) -> _Staging:
-    """Normalise every chunk: good rows into `staging`, the others into `quarantine`."""
+    """Normalise every chunk: good rows into `staging`, the others into `quarantine`.
+
+    Raises `_IdsFurtherOn` when ids are derived but a later chunk has some."""
     found = _Staging()
     for chunk in chunks:
         if found.plan is None:
             if chunk.size == 0 and not chunk.columns:
                 break  # an empty file: nothing to check, nothing to load
-            found.plan = column_plan(table, chunk.columns, mapping)
+            found.plan = _first_plan(table, chunk, mapping, derive_ids)
+        elif found.plan.derives_ids and _holds_ids(chunk.rows, found.plan.id_source):
+            raise _IdsFurtherOn
         result = normalise(chunk.rows, found.plan, found.epoch_units)
         if len(result.good) + len(result.quarantined) != len(chunk.rows):
             raise AssertionError("a chunk's good and quarantined rows do not add up to its rows")
-        found.staged += bulk_insert(conn, staging, result.good.rename_axis("pql_row_number").reset_index())
+        staged = bulk_insert(conn, staging, result.good.rename_axis("pql_row_number").reset_index())
+        found.staged += staged
+        if found.plan.derives_ids:
+            found.derived_ids += staged
         for rejected in (chunk.unreadable, result.quarantined):
             found.quarantined += bulk_insert(
                 conn, quarantine, _quarantine_frame(rejected, batch_id, table, loaded_at)
@@ -1110,9 +1209,31 @@ def load_file(
 
     Rows are normalised chunk by chunk and staged in a temporary table; duplicates are then removed in
     the database (earlier rows of the file win, rows already in the table win) and the rest is
-    inserted. Quarantined rows go to the quarantine table in the same transaction.
+    inserted. Quarantined rows go to the quarantine table in the same transaction. Events without ids
+    get ids derived from their rows (`derived_event_ids`).
     """
     loaded_at = loaded_at or datetime.now(UTC).replace(tzinfo=None)
+    arguments: dict[str, Any] = {"fmt": fmt, "mapping": mapping or {}, "chunk_rows": chunk_rows}
+    try:
+        return _load(engine, names, table, path, loaded_at=loaded_at, derive_ids=True, **arguments)
+    except _IdsFurtherOn:
+        # Rolled back: the id column was empty in the first chunk only. Ids are required, as before.
+        return _load(engine, names, table, path, loaded_at=loaded_at, derive_ids=False, **arguments)
+
+
+def _load(
+    engine: sa.Engine,
+    names: TablesConfig,
+    table: str,
+    path: Path,
+    *,
+    fmt: str,
+    mapping: Mapping[str, str],
+    chunk_rows: int,
+    loaded_at: datetime,
+    derive_ids: bool,
+) -> LoadReport:
+    """One attempt at `load_file`, in one transaction."""
     batch_id = uuid.uuid4().hex
     sources = source_tables(names)
     target: sa.Table = getattr(sources, table)
@@ -1131,9 +1252,10 @@ def load_file(
                         quarantine,
                         read_chunks(path, fmt, chunk_rows),
                         table=table,
-                        mapping=mapping or {},
+                        mapping=mapping,
                         batch_id=batch_id,
                         loaded_at=loaded_at,
+                        derive_ids=derive_ids,
                     )
                     in_file, in_table = _remove_duplicates(
                         conn, staging, target, DEDUP_KEYS[table], found.staged
@@ -1181,6 +1303,8 @@ def load_file(
         epoch_units=found.epoch_units,
         packed_columns=leftovers if packing else (),
         ignored_columns=() if packing else leftovers,
+        derived_ids=found.derived_ids,
+        derived_id_reason=found.plan.derived_id_reason if found.plan else None,
     )
 
 

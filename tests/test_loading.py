@@ -148,7 +148,6 @@ def test_missing_required_column_names_table_column_columns_found_and_a_map_hint
     assert "events: cannot load this file" in message
     assert "required column 'occurred_at' is missing" in message
     assert "--map occurred_at=timestamp" in message
-    assert "--map event_id=messageId" in message
     assert "Columns found: messageId, userId, event, timestamp, account_id." in message
 
 
@@ -803,6 +802,112 @@ def test_plan_changes_are_duplicates_on_account_time_and_plan(
     assert (report.loaded, report.duplicates_in_file) == (2, 1)
 
 
+# --- events without ids ----------------------------------------------------------------------------
+
+NO_ID = {k: v for k, v in EVENT.items() if k != "event_id"}
+PROPERTIES = {"plan": "pro", "seats": 3}
+
+
+def events_without_ids(n: int) -> list[dict]:
+    return [{**NO_ID, "event_name": f"step_{i}", "properties": json.dumps(PROPERTIES)} for i in range(n)]
+
+
+def test_the_derived_id_hashes_the_rows_contract_values() -> None:
+    result = normalised("events", [{**NO_ID, "properties": '{"seats":3, "plan":"pro"}'}])
+    # sha256('["a1","u1","login","2024-05-01T12:00:00.000000","{\"plan\":\"pro\",\"seats\":3}"]')
+    assert result.good["event_id"].tolist() == ["row-0b2fa15b794f617e0e16de746478aee2"]
+
+
+def test_an_events_csv_without_event_id_loaded_twice_inserts_its_rows_once(
+    engine: sa.Engine, settings: Settings, tmp_path: Path
+) -> None:
+    path = write_csv(tmp_path / "events.csv", events_without_ids(4))
+    first = load(engine, settings, "events", path)
+    again = load(engine, settings, "events", path)
+    assert (first.loaded, first.derived_ids) == (4, 4)
+    assert (again.loaded, again.duplicates_in_table) == (0, 4)
+    stored = table_rows(engine, source_tables(settings.tables).events)
+    assert len(stored) == 4 and stored["event_id"].str.fullmatch("row-[0-9a-f]{32}").all()
+
+
+def test_the_derived_id_is_the_same_for_the_same_row_from_csv_and_parquet(
+    duck: sa.Engine, settings: Settings, tmp_path: Path
+) -> None:
+    rows = events_without_ids(3)
+    load(duck, settings, "events", write_csv(tmp_path / "events.csv", rows))
+    parquet = pa.table(
+        {
+            "user_id": ["u1"] * 3,
+            "account_id": ["a1"] * 3,
+            "event_name": [row["event_name"] for row in rows],
+            "occurred_at": pa.array(
+                [datetime(2024, 5, 1, 14, tzinfo=PARIS)] * 3, pa.timestamp("us", "Europe/Paris")
+            ),
+            "properties": ['{"seats": 3,  "plan": "pro"}'] * 3,  # other key order and spacing
+        }
+    )
+    pq.write_table(parquet, tmp_path / "events.parquet")
+    report = load(duck, settings, "events", tmp_path / "events.parquet")
+    assert (report.derived_ids, report.loaded, report.duplicates_in_table) == (3, 0, 3)
+
+
+def test_an_empty_event_id_column_gets_derived_ids(
+    duck: sa.Engine, settings: Settings, tmp_path: Path
+) -> None:
+    path = write_csv(tmp_path / "events.csv", [{**row, "event_id": None} for row in events_without_ids(3)])
+    report = load(duck, settings, "events", path, chunk_rows=2)
+    assert (report.loaded, report.quarantined, report.derived_ids) == (3, 0, 3)
+    assert report.derived_id_reason == "the file's event_id column is empty"
+
+
+def test_an_event_id_column_empty_only_in_the_first_chunk_still_requires_ids(
+    duck: sa.Engine, settings: Settings, tmp_path: Path
+) -> None:
+    path = write_csv(tmp_path / "events.csv", [{**EVENT, "event_id": None}, *events(2)])
+    report = load(duck, settings, "events", path, chunk_rows=1)
+    assert (report.loaded, report.quarantined, report.derived_ids) == (2, 1, 0)
+    assert report.derived_id_reason is None
+    assert report.problems == {"event_id: missing": 1}
+    assert table_rows(duck, output_tables(settings.tables).quarantine)["row_number"].tolist() == [1]
+
+
+def test_identical_rows_without_ids_are_one_event(
+    duck: sa.Engine, settings: Settings, tmp_path: Path
+) -> None:
+    path = write_csv(tmp_path / "events.csv", [NO_ID, NO_ID, {**NO_ID, "user_id": "u2"}])
+    report = load(duck, settings, "events", path)
+    assert (report.loaded, report.duplicates_in_file) == (2, 1)
+
+
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["a1", "a2", None]), st.sampled_from(["2024-05-01", "bad", "1714564800"])),
+        max_size=12,
+    ),
+    st.integers(min_value=1, max_value=4),
+)
+@hypothesis_settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_derived_ids_keep_loaded_plus_quarantined_plus_duplicates_equal_to_input_rows(
+    rows: list[tuple[str | None, str]], chunk_rows: int
+) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        settings = load_settings(None, state_dir=Path(folder))
+        path = write_csv(
+            Path(folder) / "events.csv", [{**NO_ID, "account_id": a, "occurred_at": t} for a, t in rows]
+        )
+        engine = create_engine(f"sqlite:///{folder}/db.sqlite")
+        try:
+            first = load(engine, settings, "events", path, chunk_rows=chunk_rows)
+            second = load(engine, settings, "events", path, chunk_rows=chunk_rows)
+        finally:
+            engine.dispose()
+    for report in (first, second):
+        assert report.loaded + report.quarantined + report.duplicates == report.input_rows == len(rows)
+    good = {(a, t) for a, t in rows if a is not None and t != "bad"}
+    assert first.loaded == len(good)  # "2024-05-01" and "1714564800" are different instants
+    assert (second.loaded, second.duplicates_in_table) == (0, first.loaded)
+
+
 # --- all or nothing --------------------------------------------------------------------------------
 
 
@@ -945,3 +1050,16 @@ def test_load_command_exits_1_naming_a_missing_column(cli: typer.Typer, tmp_path
     result = CliRunner().invoke(cli, ["load", "events", str(path)])
     assert result.exit_code == 1
     assert "required column 'occurred_at' is missing" in result.output
+
+
+def test_load_command_says_how_many_event_ids_were_derived_and_from_which_columns(
+    cli: typer.Typer, tmp_path: Path
+) -> None:
+    path = write_csv(tmp_path / "pages.csv", [{**row, "messageId": "m"} for row in events_without_ids(2)])
+    result = CliRunner().invoke(cli, ["load", "events", str(path)])
+    assert result.exit_code == 0, result.output
+    assert (
+        "event_id derived for 2 rows from account_id, user_id, event_name, occurred_at, properties "
+        "(the file has no event_id column); if messageId holds unique ids, load with --map "
+        "event_id=messageId instead"
+    ) in flat(result.output)

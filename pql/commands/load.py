@@ -12,8 +12,11 @@ from pql.commands import cli_errors, console, settings_of
 from pql.db import databases, redacted
 from pql.loading import (
     DEFAULT_CHUNK_ROWS,
+    DERIVED_ID_COLUMNS,
+    NO_ID_COLUMN,
     TABLES,
     UNIT_NAMES,
+    VENDOR_NAMES,
     LoadReport,
     MappingError,
     file_format,
@@ -30,6 +33,21 @@ class FileFormat(StrEnum):
     jsonl = "jsonl"
 
 
+def derived_ids_line(report: LoadReport) -> str:
+    """The line saying how many event ids were derived, from which columns and why."""
+    line = (
+        f"event_id derived for {report.derived_ids:,} rows from {', '.join(DERIVED_ID_COLUMNS)} "
+        f"({report.derived_id_reason})"
+    )
+    # Derived ids never match a vendor's own: loading the file again with the map would store every
+    # event twice, so point at an unmapped id column now.
+    unmapped = {*report.packed_columns, *report.ignored_columns}
+    candidates = [name for name in VENDOR_NAMES["event_id"] if name in unmapped]
+    if report.derived_id_reason == NO_ID_COLUMN and candidates:
+        line += f"; if {candidates[0]} holds unique ids, load with --map event_id={candidates[0]} instead"
+    return line
+
+
 def summary_lines(report: LoadReport) -> list[str]:
     """What the command prints about a finished load."""
     lines = [
@@ -42,6 +60,8 @@ def summary_lines(report: LoadReport) -> list[str]:
         f"loaded + quarantined + duplicates = {report.loaded + report.quarantined + report.duplicates:,}"
         f" = input rows",
     ]
+    if report.derived_id_reason:
+        lines.append(derived_ids_line(report))
     for column, unit in report.epoch_units.items():
         lines.append(f"epoch numbers in {column} read as {UNIT_NAMES[unit]}")
     if report.packed_columns:

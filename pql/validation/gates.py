@@ -29,6 +29,11 @@ CHECKED_DAYS = 7  # the days whose volume is checked against the 21 days before 
 NEW_DAYS = 1  # the newest events: row-level checks
 OUTPUT_COLUMNS = ("account_id", "score", "is_pql", "routed_to", "playbook", "reasons_json")
 SCORE_COLUMNS = ("account_id", "probability", "score", "tier")
+NO_EVENTS_NOTE = (
+    "the table is empty: the event checks were skipped; engagement features (activity, active users, "
+    "breadth, key events, recency, momentum) are 0 or empty for every account, so scoring uses fit, "
+    "lifecycle and user-count features only"
+)
 
 
 @contextmanager
@@ -65,13 +70,21 @@ def _stage(
     complete: bool = True,
     rows: pd.DataFrame | None = None,
     examples: Mapping[str, Sequence[str]] | None = None,
+    notes: Sequence[str] = (),
 ) -> StageResult:
     """Evaluate under the settings' policies; when `complete` is False, every check not run is skipped."""
     ran = {check for batch in batches for check in batch.suite.checks}
     skipped = [] if complete else [c for b in suite.batches.values() for c in b.checks if c not in ran]
     policies = check_policies(settings)
     return evaluate(
-        suite.stage, suite.version, batches, policies, rows=rows, skipped=skipped, examples=examples
+        suite.stage,
+        suite.version,
+        batches,
+        policies,
+        rows=rows,
+        skipped=skipped,
+        examples=examples,
+        notes=notes,
     )
 
 
@@ -87,6 +100,10 @@ def validate_events(
     `now` is the run's start (naive UTC, read once by the caller): an event later than `now` plus
     `validation.future_tolerance_minutes` is in the future. (Events between as_of and now are not:
     a nightly run starts after midnight, a backfill long after its as_of.)
+
+    An events table with no row at all is a source without an event log yet (accounts and plan changes
+    only): the stage passes, its event checks skipped, with a note saying what that means for scoring.
+    A table whose events stopped still has its older rows, and fails `events.window_not_empty`.
     """
     warm_up()  # the first gate of a run: GX loads while the database counts
     suite = load_suite("events")
@@ -97,6 +114,8 @@ def validate_events(
         columns, complete = _columns_batch(suite, conn, [tables.events])
         if not complete:
             return _stage(suite, [columns], settings, complete=False)
+        if not queries.has_events(conn, tables):
+            return _stage(suite, [columns], settings, complete=False, notes=[NO_EVENTS_NOTE])
         daily = queries.events_daily_counts(conn, tables, as_of, WINDOW_DAYS)
         names = queries.event_names(conn, tables, as_of, WINDOW_DAYS, new_since)
         counts = queries.new_events_counts(conn, tables, new_since, as_of, future_after)

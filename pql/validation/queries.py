@@ -29,6 +29,11 @@ def table_columns(conn: sa.Connection, table: sa.Table) -> list[str] | None:
     return list(result.keys())
 
 
+def has_events(conn: sa.Connection, tables: SourceTables) -> bool:
+    """Whether the events table holds any row, at any time: one row read, whatever the table's size."""
+    return conn.execute(sa.select(sa.literal(1)).select_from(tables.events).limit(1)).first() is not None
+
+
 def _count(conn: sa.Connection, query: sa.Select) -> int:
     return int(conn.execute(query).scalar_one() or 0)
 

@@ -78,7 +78,8 @@ class CheckResult:
 
 @dataclass
 class StageResult:
-    """One stage's checks, its GX results, and for row stages the kept / quarantined split."""
+    """One stage's checks, its GX results, for row stages the kept / quarantined split, and notes: what
+    a person should know about a stage that passed (why checks were skipped, what that means)."""
 
     stage: str
     suite_version: int
@@ -86,6 +87,7 @@ class StageResult:
     gx_results: list[dict[str, Any]] = field(default_factory=list)
     kept: pd.DataFrame | None = None
     quarantined: pd.DataFrame | None = None
+    notes: list[str] = field(default_factory=list)
 
     @property
     def status(self) -> Status:
@@ -162,8 +164,9 @@ def evaluate(
     rows: pd.DataFrame | None = None,
     skipped: Sequence[str] = (),
     examples: Mapping[str, Sequence[str]] | None = None,
+    notes: Sequence[str] = (),
 ) -> StageResult:
-    """The stage's result under `policies`.
+    """The stage's result under `policies`, carrying `notes`.
 
     `rows` is the stage's input frame (index 0..n-1) when its rows can be quarantined: a `quarantine`
     check that failed on a row batch (indexed like `rows`) splits them into kept and quarantined, with
@@ -200,7 +203,9 @@ def evaluate(
         count = counted.get(name, 0) + len(positions.get(name, ())) if known else None
         checks.append(CheckResult(name, policies[name], status, tuple(found), count))
     checks += [CheckResult(name, policies[name], "skipped") for name in skipped if name not in failures]
-    result = StageResult(stage, suite_version, checks, [batch.gx_result for batch in batches])
+    result = StageResult(
+        stage, suite_version, checks, [batch.gx_result for batch in batches], notes=list(notes)
+    )
     if rows is not None:
         result.kept, result.quarantined = split_rows(rows, reasons)
     return result
@@ -222,6 +227,7 @@ def summary(results: Sequence[StageResult]) -> dict[str, Any]:
                 "status": result.status,
                 "passed": [check.name for check in result.checks if check.status == "passed"],
                 "skipped": [check.name for check in result.checks if check.status == "skipped"],
+                "notes": list(result.notes),
                 "problems": [
                     check.as_dict() for check in result.checks if check.status not in ("passed", "skipped")
                 ],
@@ -238,7 +244,8 @@ def _count(rows: int | None, of: int | None, unit: str) -> str:
 
 
 def summary_text(data: Mapping[str, Any], *, only_problems: bool = False) -> str:
-    """Plain text for people: one line per problem check, each failed expectation below it."""
+    """Plain text for people: one line per stage with its notes below it (unless `only_problems`), one
+    line per problem check, each failed expectation below it."""
     problems = [problem for stage in data["stages"] for problem in stage["problems"]]
     counts = ", ".join(f"{len(data[key])} {key}" for key in ("failed", "warned", "quarantined") if data[key])
     head = f"validation {data['status']}" + (f" (checks: {counts})" if counts else "")
@@ -248,6 +255,7 @@ def summary_text(data: Mapping[str, Any], *, only_problems: bool = False) -> str
     if not only_problems:
         for stage in data["stages"]:
             lines.append(f"  {stage['stage']}: {stage['status']} ({len(stage['passed'])} checks passed)")
+            lines += [f"    note: {note}" for note in stage["notes"]]
     for problem in problems:
         label = {"failed": "FAIL", "warned": "WARN", "quarantined": "QUARANTINE"}[problem["status"]]
         lines.append(f"  {label} {problem['check']}: {problem['description']}")

@@ -91,6 +91,12 @@ def test_the_report_summarises_validation_with_what_to_do(markdown: str) -> None
     assert "| events.known_names | warned | 12 | Add the new names. |" in markdown
 
 
+def test_the_report_gives_the_validation_notes() -> None:
+    stage = {**VALIDATION["stages"][0], "notes": ["the table is empty: the event checks were skipped"]}
+    markdown = run_markdown(_summary(validation={**VALIDATION, "stages": [stage]}))
+    assert "- events: the table is empty: the event checks were skipped" in markdown
+
+
 def test_the_report_lists_the_top_pqls_with_their_reasons_in_one_table_row(markdown: str) -> None:
     row = next(line for line in markdown.splitlines() if line.startswith("| 1 |"))
     assert "Acme \\| Co (`a-1`)" in row

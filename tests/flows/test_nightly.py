@@ -22,6 +22,7 @@ from pql.clock import start_of_day, today_in
 from pql.config import ConfigError, load_settings
 from pql.db import DataError
 from pql.validation import ValidationFailed
+from pql.validation.gates import NO_EVENTS_NOTE
 
 if TYPE_CHECKING:
     from conftest import World
@@ -102,6 +103,25 @@ def test_a_validation_failure_fails_the_run_and_leaves_the_crm_as_it_was(world: 
     (run,) = world.table("runs").query("status == 'failed'").to_dict("records")
     assert run["error"].startswith("ValidationFailed")
     assert "events.window_not_empty" in json.loads(run["validation_json"])["failed"]
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("prefect_api")
+def test_a_source_without_events_scores_and_records_the_empty_events_note(world: World) -> None:
+    engine = sa.create_engine(world.source_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text("DELETE FROM events"))
+    finally:
+        engine.dispose()
+    summary = nightly(as_of=world.end, config=world.config)
+    assert summary.accounts_scored > 300
+    (run,) = world.table("runs").to_dict("records")
+    assert run["status"] == "succeeded"
+    (events,) = [
+        stage for stage in json.loads(run["validation_json"])["stages"] if stage["stage"] == "events"
+    ]
+    assert (events["status"], events["notes"]) == ("passed", [NO_EVENTS_NOTE])
 
 
 @pytest.mark.slow

@@ -12,6 +12,7 @@ from pql.config import load_settings
 from pql.db import DataError, create_engine
 from pql.schema import source_tables
 from pql.validation import validate_events
+from pql.validation.gates import NO_EVENTS_NOTE
 
 NOW = AS_OF + timedelta(hours=2)  # a nightly run starts a little after its as_of
 
@@ -110,12 +111,23 @@ def test_a_key_event_missing_from_the_window_warns(world: World) -> None:
     assert check.failures[0].examples == ("event_name=view_pricing events=0",)
 
 
-def test_an_empty_window_fails(world: World) -> None:
-    world.execute(sa.delete(world.tables.events))
+def test_a_table_whose_events_stopped_before_the_window_fails(world: World) -> None:
+    e = world.tables.events.c
+    world.execute(sa.delete(world.tables.events).where(e.occurred_at >= AS_OF - timedelta(days=28)))
     result = run(world)
     assert result.check("events.window_not_empty").status == "failed"
     assert result.check("events.no_empty_days").rows == 7
     assert result.failed
+    assert result.notes == []
+
+
+def test_an_empty_events_table_passes_with_a_note_on_each_database(any_world: World) -> None:
+    any_world.execute(sa.delete(any_world.tables.events))
+    result = run(any_world)
+    assert result.status == "passed"
+    assert result.notes == [NO_EVENTS_NOTE]
+    assert result.check("events.required_columns").status == "passed"
+    assert {check.status for check in result.checks if check.name != "events.required_columns"} == {"skipped"}
 
 
 def test_an_empty_day_in_the_last_week_fails_naming_the_day(world: World) -> None:

@@ -9,7 +9,7 @@ import warnings
 import pandas as pd
 import pytest
 import sqlalchemy as sa
-from gate_worlds import AS_OF, features_frame, output_rows
+from gate_worlds import AS_OF, World, features_frame, output_rows
 from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
@@ -22,11 +22,13 @@ from pql.validation import (
     raise_for_failures,
     summary,
     summary_text,
+    validate_events,
     validate_features,
     validate_output,
     write_quarantine,
     write_results,
 )
+from pql.validation.gates import NO_EVENTS_NOTE
 from pql.validation.gx_runner import _built
 from pql.validation.quarantine import split_rows
 
@@ -64,6 +66,17 @@ def test_the_text_names_the_expectation_the_row_count_and_examples(settings: Set
 def test_a_clean_summary_says_so_per_stage(settings: Settings) -> None:
     text = summary_text(summary([validate_output(output_rows(), settings)]))
     assert text.splitlines() == ["validation passed", "  output: passed (5 checks passed)"]
+
+
+def test_a_note_is_in_the_summary_and_printed_under_its_stage(world: World) -> None:
+    world.execute(sa.delete(world.tables.events))
+    data = summary([validate_events(world.engine, world.tables, world.settings, AS_OF, now=AS_OF)])
+    assert data["stages"][0]["notes"] == [NO_EVENTS_NOTE]
+    assert summary_text(data).splitlines() == [
+        "validation passed",
+        "  events: passed (1 checks passed)",
+        f"    note: {NO_EVENTS_NOTE}",
+    ]
 
 
 def test_results_are_written_as_json_into_the_run_folder(settings: Settings) -> None:
