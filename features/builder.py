@@ -40,6 +40,8 @@ from features.catalog import (
     MOMENTUM_PRIOR_DAYS,
     MOMENTUM_RECENT_DAYS,
     NEW_USERS_WINDOWS_DAYS,
+    AttributeColumn,
+    attribute_columns,
     feature_specs,
     key_event_columns,
 )
@@ -326,6 +328,45 @@ def _plan_at_as_of(tables: SourceTables, snapshots: sa.CTE, settings: Settings) 
     )
 
 
+def _attributes_at_as_of(tables: SourceTables, snapshots: sa.CTE, settings: Settings) -> sa.CTE | None:
+    """Per account and snapshot, the latest value of each configured attribute with valid_from < as_of."""
+    keyed = [attribute for attribute in attribute_columns(settings) if attribute.source == "attributes"]
+    if not keyed:
+        return None
+    t = tables.account_attributes.c
+    ranked = (
+        sa.select(
+            snapshots.c.as_of,
+            t.account_id,
+            t.name,
+            t.value,
+            sa.func.row_number()
+            .over(
+                partition_by=(snapshots.c.as_of, t.account_id, t.name),
+                # Two values from the same instant are a data problem; the larger text wins, always.
+                order_by=(t.valid_from.desc(), t.value.desc()),
+            )
+            .label("recency_rank"),
+        )
+        .select_from(tables.account_attributes.join(snapshots, t.valid_from < snapshots.c.as_of))
+        .where(t.name.in_([attribute.name for attribute in keyed]))
+        .cte("ranked_attributes")
+    )
+    r = ranked.c
+    values = [
+        sa.func.max(sa.case((r.name == sa.bindparam(None, attribute.name, type_=sa.Text()), r.value))).label(
+            attribute.feature
+        )
+        for attribute in keyed
+    ]
+    return (
+        sa.select(r.as_of, r.account_id, *values)
+        .where(r.recency_rank == 1)
+        .group_by(r.as_of, r.account_id)
+        .cte("attributes_at_as_of")
+    )
+
+
 def _count_columns(settings: Settings) -> dict[str, str]:
     """Every SQL-computed count column and the CTE that holds it."""
     columns = {f"count_events_{days}d": "activity" for days in ACTIVITY_WINDOWS_DAYS}
@@ -352,6 +393,7 @@ def features_statement(tables: SourceTables, settings: Settings, instants: Seque
             accounts.employees,
             accounts.industry,
             accounts.country,
+            *tables.attribute_columns,
         )
         .select_from(tables.accounts.join(snapshots, sa.true()))
         .cte("account_grid")
@@ -369,13 +411,23 @@ def features_statement(tables: SourceTables, settings: Settings, instants: Seque
         _period_last_events(tables, snapshots, instants, "period_last_key_events", settings.key_events),
     )
     plan = _plan_at_as_of(tables, snapshots, settings)
+    attributes = _attributes_at_as_of(tables, snapshots, settings)
 
     def same_row(cte: sa.CTE) -> sa.ColumnElement[bool]:
         return sa.and_(cte.c.account_id == grid.c.account_id, cte.c.as_of == grid.c.as_of)
 
     joined = grid
-    for cte in (*ctes.values(), recency, plan):
+    for cte in (*ctes.values(), recency, plan, *([attributes] if attributes is not None else [])):
         joined = joined.outerjoin(cte, same_row(cte))
+    declared = {column.name: column for column in tables.attribute_columns}
+
+    def attribute_value(attribute: AttributeColumn) -> sa.ColumnElement:
+        if attribute.source == "accounts":
+            return grid.c[declared[attribute.name].key].label(attribute.feature)
+        assert attributes is not None  # built whenever an attribute comes from the table
+        return attributes.c[attribute.feature]
+
+    attribute_values = [attribute_value(attribute) for attribute in attribute_columns(settings)]
     counts = [
         sa.func.coalesce(ctes[source].c[name], 0).label(name)
         for name, source in _count_columns(settings).items()
@@ -395,6 +447,7 @@ def features_statement(tables: SourceTables, settings: Settings, instants: Seque
             plan.c.plan_kind,
             plan.c.plan_changed_at,
             plan.c.trial_ends_at,
+            *attribute_values,
         )
         .select_from(joined)
         .where(grid.c.created_at < grid.c.as_of)
@@ -457,6 +510,13 @@ def derived_features(raw: pd.DataFrame, tables: SourceTables, settings: Settings
     out["employees"] = raw["employees"].astype("float64")
     out["industry"] = raw["industry"].astype("str")
     out["country"] = raw["country"].astype("str")
+    for attribute in attribute_columns(settings):
+        values = raw[attribute.feature]
+        out[attribute.feature] = (
+            pd.to_numeric(values, errors="coerce").astype("float64")
+            if attribute.kind == "numeric"
+            else values.astype("str")
+        )
     out["is_eligible"] = (plan != "paid").to_numpy(dtype=bool)
     columns = ["account_id", "as_of", *(spec.name for spec in feature_specs(settings)), "is_eligible"]
     return out[columns].reset_index(drop=True)

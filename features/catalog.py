@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from pql.config import MAX_SLUG_LENGTH, ConfigError, KeyEvent, Settings, short_hash
+from pql.config import MAX_SLUG_LENGTH, ConfigError, KeyEvent, Settings, short_hash, slug_of
 
 ACTIVITY_WINDOWS_DAYS = (1, 7, 28)
 ACTIVE_DAYS_WINDOWS_DAYS = (7, 28)
@@ -92,6 +92,7 @@ FAMILIES = (
     "lifecycle",
     "trial",
     "fit",
+    "attributes",
 )
 
 
@@ -391,6 +392,73 @@ def _fit() -> list[FeatureSpec]:
     ]
 
 
+@dataclass(frozen=True)
+class AttributeColumn:
+    """A user-declared account attribute as a feature: where it comes from and what it is called.
+
+    `source` is "accounts" (a column of the accounts table, `name` its physical name) or "attributes"
+    (the time-stamped attributes table, `name` the attribute's name as stored there)."""
+
+    feature: str
+    kind: Kind
+    source: Literal["accounts", "attributes"]
+    name: str
+
+
+def attribute_columns(settings: Settings) -> list[AttributeColumn]:
+    """Every declared attribute, accounts columns first, each with a unique feature name."""
+    declared = [
+        AttributeColumn(column, kind, "accounts", column)
+        for column, kind in settings.tables.accounts.attributes.items()
+    ]
+    declared += [
+        AttributeColumn(slug_of(name, name, "attribute", MAX_SLUG_LENGTH + 10), kind, "attributes", name)
+        for name, kind in settings.tables.account_attributes.attributes.items()
+    ]
+    taken = {spec.name for spec in (*_activity(), *_people(), *_breadth(), *_key_events(settings))}
+    taken |= {spec.name for spec in (*_recency(settings), *_momentum(), *_lifecycle(), *_fit())}
+    seen: dict[str, str] = {}
+    for attribute in declared:
+        clash = attribute.feature in taken or attribute.feature in seen
+        if clash:
+            other = seen.get(attribute.feature, "a built-in feature")
+            raise ConfigError(
+                f"attribute {attribute.name!r} would be the feature {attribute.feature!r}, already the name "
+                f"of {other}. Rename the column or attribute, or drop one of them."
+            )
+        seen[attribute.feature] = repr(attribute.name)
+    return declared
+
+
+def _attribute_definition(attribute: AttributeColumn, settings: Settings) -> str:
+    if attribute.source == "accounts":
+        return (
+            f"accounts.{attribute.name}; null when unknown. Current state: declare only what is fixed "
+            "before any sales contact (see the README on leakage)."
+        )
+    table = settings.tables.account_attributes.name
+    number = "" if attribute.kind == "categorical" else ", as a number"
+    return (
+        f"The latest value of attribute {attribute.name!r} in {table} with valid_from < as_of{number}; "
+        "null when none."
+    )
+
+
+def _attributes(settings: Settings) -> list[FeatureSpec]:
+    return [
+        FeatureSpec(
+            attribute.feature,
+            "attributes",
+            attribute.kind,
+            _attribute_definition(attribute, settings),
+            "account attribute" if attribute.source == "accounts" else "before as_of",
+            attribute.feature,
+            "category" if attribute.kind == "categorical" else "value",
+        )
+        for attribute in attribute_columns(settings)
+    ]
+
+
 def feature_specs(settings: Settings) -> list[FeatureSpec]:
     """Every feature column, in output order, for the configured key events."""
     specs = [
@@ -402,6 +470,7 @@ def feature_specs(settings: Settings) -> list[FeatureSpec]:
         *_momentum(),
         *_lifecycle(),
         *_fit(),
+        *_attributes(settings),
     ]
     return specs
 

@@ -27,6 +27,7 @@ FAMILY_TITLES = {
     "lifecycle": "Lifecycle",
     "trial": "Trial",
     "fit": "Fit",
+    "attributes": "Your attributes",
 }
 
 

@@ -24,7 +24,7 @@ _EMPTY_BY_FAMILY = {
     "momentum": "no account had a full 28-day baseline of activity",
     "recency": "no account had an event of this kind before its snapshot",
     "people": "no account had a user",
-    "attributes": "no account had a value for this attribute",
+    "attributes": "no account had a value for this attribute before its snapshot",
 }
 
 

@@ -90,9 +90,52 @@ class CrmAccountsColumns(_Strict):
     do_not_contact: Identifier = "do_not_contact"
 
 
+AttributeKind = Literal["numeric", "categorical"]
+_KIND = "'numeric' or 'categorical'"
+# Contract column names an attribute column may not take.
+_ACCOUNTS_CONTRACT = frozenset(AccountsColumns.model_fields)
+
+
 class AccountsTable(_Strict):
     name: Identifier = "accounts"
     columns: AccountsColumns = AccountsColumns()
+    attributes: dict[Identifier, AttributeKind] = Field(
+        default_factory=dict,
+        description=f"extra column of the accounts table -> {_KIND}; each becomes a model feature",
+    )
+
+    @field_validator("attributes")
+    @classmethod
+    def _not_contract_columns(cls, value: dict[str, AttributeKind]) -> dict[str, AttributeKind]:
+        taken = sorted(set(value) & _ACCOUNTS_CONTRACT)
+        if taken:
+            raise ValueError(f"{', '.join(taken)} is a contract column of accounts already")
+        return value
+
+
+class AccountAttributesColumns(_Strict):
+    account_id: Identifier = "account_id"
+    name: Identifier = "name"
+    value: Identifier = "value"
+    valid_from: Identifier = "valid_from"
+
+
+class AccountAttributesTable(_Strict):
+    """Optional: time-stamped account attributes, one row per account, attribute and change."""
+
+    name: Identifier = "account_attributes"
+    columns: AccountAttributesColumns = AccountAttributesColumns()
+    attributes: dict[str, AttributeKind] = Field(
+        default_factory=dict,
+        description=f"attribute name (as stored in the table's name column) -> {_KIND}",
+    )
+
+    @field_validator("attributes")
+    @classmethod
+    def _named(cls, value: dict[str, AttributeKind]) -> dict[str, AttributeKind]:
+        if any(not name.strip() for name in value):
+            raise ValueError("an attribute name cannot be blank")
+        return value
 
 
 class UsersTable(_Strict):
@@ -123,6 +166,7 @@ class TablesConfig(_Strict):
     events: EventsTable = EventsTable()
     plan_changes: PlanChangesTable = PlanChangesTable()
     crm_accounts: CrmAccountsTable = CrmAccountsTable()
+    account_attributes: AccountAttributesTable = AccountAttributesTable()
     pql_scores: Identifier = "pql_scores"
     pql_score_history: Identifier = "pql_score_history"
     pql_runs: Identifier = "pql_runs"
@@ -146,6 +190,10 @@ class FeaturesConfig(_Strict):
     exclude: list[str] = Field(
         default_factory=list,
         description="feature families (activity, trial, fit, ...) or feature names kept out of the model",
+    )
+    phrases: dict[str, str] = Field(
+        default_factory=dict,
+        description="feature name -> how reasons say its value, with {value}: 'signed up through {value}'",
     )
 
 
@@ -310,11 +358,17 @@ class KeyEvent(_Strict):
         """The plain-identifier stem of its feature columns, before any clash is resolved."""
         parts = [_slug_text(self.name)]
         parts += [f"{_slug_text(key)}_{_slug_text(str(value))}" for key, value in self.where.items()]
-        slug = "_".join(part for part in parts if part)
-        if not slug or len(slug) > MAX_SLUG_LENGTH:
-            stem = slug[: MAX_SLUG_LENGTH - _HASH_LENGTH - 1].rstrip("_") or "event"
-            slug = f"{stem}_{short_hash(self.key)}"
-        return slug if slug[0].isalpha() else f"e_{slug}"
+        return slug_of("_".join(part for part in parts if part), self.key, "event")
+
+
+def slug_of(text: str, key: str, fallback: str, max_length: int = MAX_SLUG_LENGTH) -> str:
+    """`text` folded to a plain identifier (ASCII letters, digits, _; starts with a letter), at most
+    `max_length` long; a digest of `key` stands in for what folding or shortening lost."""
+    slug = _slug_text(text)
+    if not slug or len(slug) > max_length:
+        stem = slug[: max_length - _HASH_LENGTH - 1].rstrip("_") or fallback
+        slug = f"{stem}_{short_hash(key)}"
+    return slug if slug[0].isalpha() else f"{fallback[0]}_{slug}"
 
 
 def _key_event(value: object) -> object:

@@ -122,6 +122,12 @@ CONTRACT: dict[str, tuple[ContractColumn, ...]] = {
         _c("last_touch_at", "timestamp"),
         _c("do_not_contact", "boolean"),
     ),
+    "account_attributes": (
+        _c("account_id", "id", True),
+        _c("name", "text", True),
+        _c("value", "text"),
+        _c("valid_from", "timestamp", True),
+    ),
 }
 TABLES = tuple(CONTRACT)
 
@@ -132,6 +138,8 @@ DEDUP_KEYS: dict[str, tuple[str, ...]] = {
     # No primary key: the same account moving to the same plan at the same instant is the same fact.
     "plan_changes": ("account_id", "changed_at", "to_plan"),
     "crm_accounts": ("account_id",),
+    # The same attribute of the same account taking effect at the same instant is the same fact.
+    "account_attributes": ("account_id", "name", "valid_from"),
 }
 
 # Export column names that usually hold a contract column; used only to suggest a --map.
@@ -155,9 +163,18 @@ class MappingError(ValueError):
 # Which export column feeds which contract column
 
 
-def parse_mapping(pairs: Sequence[str], table: str) -> dict[str, str]:
+def contract_columns(table: str, names: TablesConfig | None = None) -> tuple[ContractColumn, ...]:
+    """The contract columns of `table`, plus the accounts attribute columns declared in `names`."""
+    if table != "accounts" or names is None:
+        return CONTRACT[table]
+    kinds: dict[str, Kind] = {"numeric": "number", "categorical": "text"}
+    extra = tuple(_c(column, kinds[kind]) for column, kind in names.accounts.attributes.items())
+    return CONTRACT[table] + extra
+
+
+def parse_mapping(pairs: Sequence[str], table: str, names: TablesConfig | None = None) -> dict[str, str]:
     """`target=source` arguments as {contract column: export column or dotted path}."""
-    allowed = [column.name for column in CONTRACT[table]]
+    allowed = [column.name for column in contract_columns(table, names)]
     mapping: dict[str, str] = {}
     for pair in pairs:
         target, sep, source = (part.strip() for part in pair.partition("="))
@@ -181,6 +198,11 @@ class ColumnPlan:
     sources: dict[str, str]
     pack_properties: bool
     derived_id_reason: str | None = None  # why event ids are derived from the rows, when they are
+    contract: tuple[ContractColumn, ...] = ()  # the table's columns (declared attributes included)
+
+    @property
+    def columns(self) -> tuple[ContractColumn, ...]:
+        return self.contract or CONTRACT[self.table]
 
     @property
     def derives_ids(self) -> bool:
@@ -221,7 +243,12 @@ def _suggestion(target: str, columns: Sequence[str]) -> str:
 
 
 def column_plan(
-    table: str, columns: Sequence[str], mapping: Mapping[str, str], *, derive_ids: bool = True
+    table: str,
+    columns: Sequence[str],
+    mapping: Mapping[str, str],
+    *,
+    derive_ids: bool = True,
+    names: TablesConfig | None = None,
 ) -> ColumnPlan:
     """Match contract columns to export columns: explicit `mapping` first, then same-named columns.
 
@@ -232,7 +259,8 @@ def column_plan(
     sources: dict[str, str] = {}
     problems: list[str] = []
     derived_id_reason: str | None = None
-    for column in CONTRACT[table]:
+    contract = contract_columns(table, names)
+    for column in contract:
         source = mapping.get(column.name)
         if source is not None:
             if _path_head(source, columns) is None:
@@ -260,6 +288,7 @@ def column_plan(
         sources,
         pack_properties=table == "events" and "properties" not in sources,
         derived_id_reason=derived_id_reason,
+        contract=contract,
     )
 
 
@@ -831,7 +860,7 @@ def normalise(
     units = dict(epoch_units or {})
     values: dict[str, pd.Series] = {}
     issues: list[Issue] = []
-    for column in CONTRACT[plan.table]:
+    for column in plan.columns:
         result = _contract_column(raw, plan, column, units.get(column.name))
         if result is None:
             continue
@@ -1140,10 +1169,12 @@ def _holds_ids(rows: pd.DataFrame, source: str) -> bool:
     return bool(converted.values.notna().any()) or bool(converted.issues)
 
 
-def _first_plan(table: str, chunk: RawChunk, mapping: Mapping[str, str], derive_ids: bool) -> ColumnPlan:
+def _first_plan(
+    table: str, chunk: RawChunk, mapping: Mapping[str, str], derive_ids: bool, names: TablesConfig
+) -> ColumnPlan:
     """The column plan, from the file's first chunk: event ids are derived when the file has no id
     column, or when its id column is empty in every row of the first chunk."""
-    plan = column_plan(table, chunk.columns, mapping, derive_ids=derive_ids)
+    plan = column_plan(table, chunk.columns, mapping, derive_ids=derive_ids, names=names)
     source = plan.id_source
     if derive_ids and "event_id" in plan.sources and len(chunk.rows) and not _holds_ids(chunk.rows, source):
         shown = "event_id" if source == "event_id" else f"{source} (mapped to event_id)"
@@ -1158,6 +1189,7 @@ def _stage(
     chunks: Iterator[RawChunk],
     *,
     table: str,
+    names: TablesConfig,
     mapping: Mapping[str, str],
     batch_id: str,
     loaded_at: datetime,
@@ -1171,7 +1203,7 @@ def _stage(
         if found.plan is None:
             if chunk.size == 0 and not chunk.columns:
                 break  # an empty file: nothing to check, nothing to load
-            found.plan = _first_plan(table, chunk, mapping, derive_ids)
+            found.plan = _first_plan(table, chunk, mapping, derive_ids, names)
         elif found.plan.derives_ids and _holds_ids(chunk.rows, found.plan.id_source):
             raise _IdsFurtherOn
         result = normalise(chunk.rows, found.plan, found.epoch_units)
@@ -1252,6 +1284,7 @@ def _load(
                         quarantine,
                         read_chunks(path, fmt, chunk_rows),
                         table=table,
+                        names=names,
                         mapping=mapping,
                         batch_id=batch_id,
                         loaded_at=loaded_at,

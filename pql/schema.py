@@ -34,10 +34,18 @@ class SourceTables:
     events: sa.Table
     plan_changes: sa.Table
     crm_accounts: sa.Table
+    # Optional (`pql init` creates it empty): read only when attributes from it are configured.
+    account_attributes: sa.Table
 
     @property
     def all(self) -> list[sa.Table]:
+        """The required contract tables."""
         return [self.accounts, self.users, self.events, self.plan_changes, self.crm_accounts]
+
+    @property
+    def attribute_columns(self) -> list[sa.Column]:
+        """The accounts table's declared attribute columns (`tables.accounts.attributes`)."""
+        return [column for column in self.accounts.columns if column.info.get("attribute")]
 
 
 @dataclass(frozen=True)
@@ -74,6 +82,10 @@ def source_tables(names: TablesConfig) -> SourceTables:
         _col(a.employees, "employees", sa.Integer),
         _col(a.industry, "industry", sa.Text),
         _col(a.country, "country", sa.Text),
+        *(
+            sa.Column(name, sa.Double if kind == "numeric" else sa.Text, info={"attribute": kind})
+            for name, kind in names.accounts.attributes.items()
+        ),
     )
     users = sa.Table(
         names.users.name,
@@ -113,13 +125,22 @@ def source_tables(names: TablesConfig) -> SourceTables:
         _col(c.last_touch_at, "last_touch_at", TIMESTAMP),
         _col(c.do_not_contact, "do_not_contact", sa.Boolean),
     )
+    t = names.account_attributes.columns
+    account_attributes = sa.Table(
+        names.account_attributes.name,
+        md,
+        _col(t.account_id, "account_id", ID, nullable=False),
+        _col(t.name, "name", sa.Text, nullable=False),
+        _col(t.value, "value", sa.Text),
+        _col(t.valid_from, "valid_from", TIMESTAMP, nullable=False),
+    )
     # Row-store engines need these for the as_of-bounded scans; DuckDB prunes by zone maps instead,
     # and its ART indexes would only slow bulk loads down.
     for table, time_column in ((events, events.c.occurred_at), (plan_changes, plan_changes.c.changed_at)):
         sa.Index(f"ix_{table.name}_account_time", table.c.account_id, time_column).ddl_if(
             dialect=("postgresql", "sqlite")
         )
-    return SourceTables(md, accounts, users, events, plan_changes, crm_accounts)
+    return SourceTables(md, accounts, users, events, plan_changes, crm_accounts, account_attributes)
 
 
 def output_tables(names: TablesConfig) -> OutputTables:

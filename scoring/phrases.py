@@ -16,7 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from features.catalog import KeyEventColumns
+from features.catalog import KeyEventColumns, attribute_columns
+from pql.config import Settings
 
 # A comparison is only worth saying when the account stands out from its peers.
 NOTABLE_SHARE = 0.25
@@ -154,9 +155,31 @@ _NAMED: dict[str, Template] = {
 }
 
 
-def template(feature: str, key_events: Sequence[KeyEventColumns] = ()) -> Template:
-    """How to phrase `feature`: a named phrase, a key event (in the product's own words for it), a known
-    pattern, else its name and value."""
+def configured_phrases(settings: Settings) -> dict[str, str]:
+    """Feature -> phrase with `{value}`: `features.phrases`, and for each declared attribute without one
+    its own name ("Lead Source: {value}")."""
+    phrases = {
+        attribute.feature: f"{attribute.name.replace('_', ' ')}: {{value}}"
+        for attribute in attribute_columns(settings)
+    }
+    return phrases | dict(settings.features.phrases)
+
+
+def _configured(feature: str, phrase: str) -> Template:
+    def say(value: object) -> str:
+        shown = value if isinstance(value, str) else _number(value)
+        return phrase.replace("{value}", str(shown))
+
+    return Template(say, f"{feature.replace('_', ' ')} unknown")
+
+
+def template(
+    feature: str, key_events: Sequence[KeyEventColumns] = (), phrases: dict[str, str] | None = None
+) -> Template:
+    """How to phrase `feature`: a configured phrase, a named phrase, a key event (in the product's own
+    words for it), a known pattern, else its name and value."""
+    if phrases and feature in phrases:
+        return _configured(feature, phrases[feature])
     if feature in _NAMED:
         return _NAMED[feature]
     for key in key_events:
@@ -219,12 +242,13 @@ def rendered(
     top: np.ndarray,
     bottom: np.ndarray,
     key_events: Sequence[KeyEventColumns] = (),
+    phrases: dict[str, str] | None = None,
 ) -> tuple[list[str], np.ndarray]:
     """Phrases for `feature`: the distinct phrases, and for each row the index of its phrase.
 
     Each distinct (value, plan, comparison) is formatted once.
     """
-    rule = template(feature, key_events)
+    rule = template(feature, key_events, phrases)
     shown = values.round(1) if values.dtype.kind == "f" else values
     keys = [pd.factorize(shown, use_na_sentinel=False)[0], pd.factorize(plans, use_na_sentinel=False)[0]]
     keys += [np.nan_to_num(np.ceil(share * 100), nan=-1).astype(np.int64) + 1 for share in (top, bottom)]

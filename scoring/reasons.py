@@ -37,7 +37,7 @@ from features.catalog import KeyEventColumns, feature_specs, key_event_columns
 from pql.config import Settings
 from pql.db import DataError
 from scoring.model_protocol import ScoringModel
-from scoring.phrases import peer_shares, rendered
+from scoring.phrases import configured_phrases, peer_shares, rendered
 from scoring.scores import require_model_columns
 
 RAISING = 3
@@ -108,14 +108,33 @@ def _what_if(
     return through_matrix
 
 
-def group_impacts(
+@dataclass(frozen=True)
+class _WhatIfs:
+    """The rows reasons are measured on, their probability, and the what-if predictor over them."""
+
+    frame: pd.DataFrame
+    probability: np.ndarray
+    reference: dict[str, object]
+    predict: Callable[[np.ndarray, Sequence[str]], np.ndarray] | None
+
+    def impacts(self, rows: np.ndarray, columns: Sequence[str]) -> np.ndarray:
+        """Probability drop of `rows` (a mask) when `columns` go to their reference values; exactly 0
+        for rows already there."""
+        drop = np.zeros(int(rows.sum()))
+        differs = _differs(self.frame, columns, self.reference)
+        changed = differs[rows]
+        if changed.any() and self.predict is not None:
+            chosen = rows & differs
+            drop[changed] = self.probability[chosen] - self.predict(chosen, columns)
+        return drop
+
+
+def _what_ifs(
     features: pd.DataFrame,
     model: ScoringModel,
     groups: dict[str, list[str]],
-    probability: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """(probability per row, impact per row and group): probability minus the probability with the
-    group neutralised to its reference values. Pass `probability` when it is already known."""
+    probability: np.ndarray | None,
+) -> _WhatIfs:
     reference = model.reference_values
     unknown = [c for columns in groups.values() for c in columns if c not in reference]
     if unknown:
@@ -129,15 +148,39 @@ def group_impacts(
     if probability is None:
         probability = model.predict_proba(frame)
     probability = np.asarray(probability, dtype=float)
-    impacts = np.zeros((len(frame), len(groups)))
-    if len(frame) == 0:
-        return probability, impacts
-    predict = _what_if(frame, model, reference)
+    predict = _what_if(frame, model, reference) if len(frame) else None
+    return _WhatIfs(frame, probability, reference, predict)
+
+
+def group_impacts(
+    features: pd.DataFrame,
+    model: ScoringModel,
+    groups: dict[str, list[str]],
+    probability: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(probability per row, impact per row and group): probability minus the probability with the
+    group neutralised to its reference values. Pass `probability` when it is already known."""
+    what_ifs = _what_ifs(features, model, groups, probability)
+    return what_ifs.probability, _group_impacts(what_ifs, groups)
+
+
+def _group_impacts(what_ifs: _WhatIfs, groups: dict[str, list[str]]) -> np.ndarray:
+    every = np.ones(len(what_ifs.frame), dtype=bool)
+    impacts = np.zeros((len(what_ifs.frame), len(groups)))
     for j, columns in enumerate(groups.values()):
-        differs = _differs(frame, columns, reference)
-        if differs.any():
-            impacts[differs, j] = probability[differs] - predict(differs, columns)
-    return probability, impacts
+        impacts[:, j] = what_ifs.impacts(every, columns)
+    return impacts
+
+
+def column_impacts(
+    what_ifs: _WhatIfs, rows: np.ndarray, columns: Sequence[str], up: np.ndarray
+) -> np.ndarray:
+    """For `rows` (indices, ascending) and each of `columns` alone: the impact in the reason's direction
+    (positive when neutralising that column alone moves the score the way the reason says)."""
+    mask = np.zeros(len(what_ifs.frame), dtype=bool)
+    mask[rows] = True
+    sign = np.where(up, 1.0, -1.0)
+    return np.column_stack([what_ifs.impacts(mask, [column]) * sign for column in columns])
 
 
 def top_reasons(probability: np.ndarray, impacts: np.ndarray) -> np.ndarray:
@@ -207,9 +250,13 @@ def _evidence(
     rows: np.ndarray,
     peers: _Peers,
     key_events: Sequence[KeyEventColumns],
+    phrases: dict[str, str],
+    moved: np.ndarray | None,
 ) -> tuple[list[str], np.ndarray, pa.Array]:
     """For `rows`: the distinct phrases and each row's phrase index, and the JSON fields of its
-    headline feature (the group's feature where the account stands furthest from its peers)."""
+    headline feature: the group's feature that alone moved the score most the reason's way (`moved`,
+    rows x columns), so the number quoted is the one that moved it; where no single feature did (the
+    group acts only together), the feature where the account stands furthest from its peers."""
     extremeness = np.full((len(rows), len(columns)), -0.5)
     values, shares = [], []
     for k, column in enumerate(columns):
@@ -223,6 +270,9 @@ def _evidence(
             top = bottom = middle = np.full(len(rows), np.nan)
         shares.append((top, bottom, middle))
     headline = np.argmax(extremeness, axis=1)
+    if moved is not None:
+        alone = moved.max(axis=1) > 0
+        headline = np.where(alone, np.argmax(moved, axis=1), headline)
     distinct: list[str] = []
     code = np.zeros(len(rows), dtype=np.int64)
     percentile = np.full(len(rows), np.nan)
@@ -234,9 +284,11 @@ def _evidence(
             literal = _json_numbers(picked_values, 4) if column in numeric else _json_strings(picked_values)
             shown = pc.replace_with_mask(shown, pa.array(pick), literal)
             top, bottom, middle = (share[pick] for share in shares[k])
-            phrases, codes = rendered(column, picked_values, peers.names[rows[pick]], top, bottom, key_events)
+            said, codes = rendered(
+                column, picked_values, peers.names[rows[pick]], top, bottom, key_events, phrases
+            )
             code[pick] = codes + len(distinct)
-            distinct += phrases
+            distinct += said
             percentile[pick] = middle * 100
     fields = [
         ',"feature":"',
@@ -273,7 +325,8 @@ def reasons_frame(
     frame = features.reset_index(drop=True)
     n = len(frame)
     groups = reason_groups(model, settings)
-    probability, impacts = group_impacts(frame, model, groups, probability)
+    what_ifs = _what_ifs(frame, model, groups, probability)
+    probability, impacts = what_ifs.probability, _group_impacts(what_ifs, groups)
     slots = top_reasons(probability, impacts)
     filled = slots >= 0
     # A row's first piece opens its JSON list and its last closes it; rows without reasons get "[]".
@@ -282,13 +335,15 @@ def reasons_frame(
     peers = _Peers.of(frame)
     numeric = set(model.numeric_columns)
     key_events = key_event_columns(settings)
+    phrases = configured_phrases(settings)
     rows, places, texts, fragments = [], [], [], []
     for j, (group, columns) in enumerate(groups.items()):
         chosen, place = np.nonzero(slots == j)
         if len(chosen) == 0:
             continue
-        distinct, code, fields = _evidence(frame, columns, numeric, chosen, peers, key_events)
         up = place < RAISING
+        moved = column_impacts(what_ifs, chosen, columns, up) if len(columns) > 1 else None
+        distinct, code, fields = _evidence(frame, columns, numeric, chosen, peers, key_events, phrases, moved)
         signed = [f"{sign}{phrase}" for sign in ("- ", "+ ") for phrase in distinct]
         rows.append(chosen)
         places.append(place)

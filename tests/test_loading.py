@@ -1063,3 +1063,64 @@ def test_load_command_says_how_many_event_ids_were_derived_and_from_which_column
         "(the file has no event_id column); if messageId holds unique ids, load with --map "
         "event_id=messageId instead"
     ) in flat(result.output)
+
+
+# --- account attributes ------------------------------------------------------------------------------
+
+ATTRIBUTE_TABLES = {
+    "accounts": {"attributes": {"signup_channel": "categorical", "seats_purchased": "numeric"}},
+    "account_attributes": {"attributes": {"Lead Source": "categorical"}},
+}
+
+
+def test_declared_accounts_attribute_columns_load_with_their_kind(tmp_path: Path, engine: sa.Engine) -> None:
+    settings = load_settings(None, tables=ATTRIBUTE_TABLES)
+    rows = [
+        {
+            "account_id": "a1",
+            "created_at": "2024-01-01",
+            "signup_channel": "paid search",
+            "seats_purchased": "12",
+        },
+        {"account_id": "a2", "created_at": "2024-01-02", "signup_channel": "", "seats_purchased": "many"},
+    ]
+
+    report = load(engine, settings, "accounts", write_csv(tmp_path / "accounts.csv", rows))
+
+    loaded = table_rows(engine, source_tables(settings.tables).accounts)
+    assert (report.loaded, report.quarantined) == (1, 1)
+    assert loaded.loc[0, "signup_channel"] == "paid search" and loaded.loc[0, "seats_purchased"] == 12.0
+    assert report.problems == {"seats_purchased: not a number": 1}
+
+
+def test_the_attributes_table_loads_once_however_often_its_file_is_loaded(
+    tmp_path: Path, engine: sa.Engine
+) -> None:
+    settings = load_settings(None, tables=ATTRIBUTE_TABLES)
+    rows = [
+        {"account_id": "a1", "name": "Lead Source", "value": "webinar", "valid_from": "2024-01-01T10:00:00Z"},
+        {
+            "account_id": "a1",
+            "name": "Lead Source",
+            "value": "referral",
+            "valid_from": "2024-02-01T10:00:00Z",
+        },
+        {"account_id": "a2", "name": "Lead Source", "value": "ads", "valid_from": ""},
+    ]
+    path = write_csv(tmp_path / "attributes.csv", rows)
+
+    first = load(engine, settings, "account_attributes", path)
+    second = load(engine, settings, "account_attributes", path)
+
+    assert (first.loaded, first.quarantined, second.loaded, second.duplicates_in_table) == (2, 1, 0, 2)
+    assert len(table_rows(engine, source_tables(settings.tables).account_attributes)) == 2
+
+
+def test_mapping_accepts_declared_attribute_columns_as_targets() -> None:
+    settings = load_settings(None, tables=ATTRIBUTE_TABLES)
+
+    assert parse_mapping(["signup_channel=utm_source"], "accounts", settings.tables) == {
+        "signup_channel": "utm_source"
+    }
+    with pytest.raises(MappingError, match="signup_channel"):
+        parse_mapping(["signup_channel=utm_source"], "accounts")

@@ -114,11 +114,11 @@ def register(app: typer.Typer) -> None:
             fmt = file_format(file, format_.value if format_ else None)
         except MappingError as exc:
             raise typer.BadParameter(str(exc), param_hint="'--format'") from exc
+        settings = settings_of(ctx)
         try:
-            mapping = parse_mapping(map_ or [], table.value)
+            mapping = parse_mapping(map_ or [], table.value, settings.tables)
         except MappingError as exc:
             raise typer.BadParameter(str(exc), param_hint="'--map'") from exc
-        settings = settings_of(ctx)
         with databases(settings) as dbs:
             report = load_file(
                 dbs.source,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -167,3 +168,43 @@ def test_an_account_at_the_population_reference_has_no_reasons(
     explained = reasons_frame(typical, trained_model, model_settings)
     assert explained["reasons_json"].tolist() == ["[]"] * 3
     assert explained["reasons_text"].tolist() == [""] * 3
+
+
+class _Pricing28DaysOnly:
+    """A model that reads only the 28-day pricing count: the 7-day count moves nothing."""
+
+    version = "pricing-28d"
+    is_fallback = False
+    numeric_columns: ClassVar[list[str]] = ["count_view_pricing_7d", "count_view_pricing_28d"]
+    categorical_columns: ClassVar[list[str]] = []
+    reference_values: ClassVar[dict[str, object]] = {
+        "count_view_pricing_7d": 0.0,
+        "count_view_pricing_28d": 0.0,
+    }
+
+    def predict_proba(self, features: pd.DataFrame) -> np.ndarray:
+        return 1 / (1 + np.exp(3 - 0.8 * features["count_view_pricing_28d"].to_numpy(dtype=float)))
+
+    def predict_fit_proba(self, features: pd.DataFrame) -> np.ndarray:
+        return np.full(len(features), 0.05)
+
+    def encoded(self) -> None:
+        return None
+
+
+def test_a_reason_quotes_the_number_that_moved_the_score(model_settings) -> None:
+    # The account's 7-day count is the most unusual (the lowest), but only its 28-day count moves the score.
+    features = pd.DataFrame(
+        {
+            "account_id": [f"a{k}" for k in range(30)],
+            "plan": "free",
+            "count_view_pricing_7d": [0.0] + [float(1 + k % 3) for k in range(29)],
+            "count_view_pricing_28d": [4.0] + [float(3 + k % 3) for k in range(29)],
+        }
+    )
+
+    explained = reasons_frame(features, _Pricing28DaysOnly(), model_settings)
+
+    reason = _parsed(explained)[0][0]
+    assert (reason["direction"], reason["feature"], reason["value"]) == ("up", "count_view_pricing_28d", 4.0)
+    assert explained["reasons_text"].iloc[0].startswith("+ looked at pricing 4 times in the last 28 days")
