@@ -178,10 +178,16 @@ def build_features(dbs: Databases, settings: Settings, as_of: datetime) -> pd.Da
 
 @step(name="validate-features")
 def validate_features(
-    features: pd.DataFrame, settings: Settings, earlier: list[validation.StageResult], run: ledger.RunRecord
+    features: pd.DataFrame,
+    settings: Settings,
+    earlier: list[validation.StageResult],
+    run: ledger.RunRecord,
+    model: LoadedModel,
 ) -> tuple[pd.DataFrame, list[validation.StageResult]]:
-    """The features gate: the rows kept (quarantined rows set aside) and the results so far."""
-    result = validation.validate_features(features, settings)
+    """The features gate over the columns `model` reads: the rows kept (quarantined rows set aside)
+    and the results so far."""
+    used = [*model.numeric_columns, *model.categorical_columns]
+    result = validation.validate_features(features, settings, used)
     results = [*earlier, result]
     _checked(results, settings, run)
     return (features if result.kept is None else result.kept), results

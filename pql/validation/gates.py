@@ -205,14 +205,21 @@ def _frame_columns(
     return run_batch(columns, suite.batches["columns"]), bool(columns["present"].all())
 
 
-def validate_features(features: pd.DataFrame, settings: Settings) -> StageResult:
+def validate_features(
+    features: pd.DataFrame, settings: Settings, used: Sequence[str] | None = None
+) -> StageResult:
     """The feature frame: unique (account_id, as_of), ids present, known plans, value ranges
-    (quarantinable per row) and per-column null shares."""
+    (quarantinable per row) and per-column null shares.
+
+    `used` are the columns the scoring model reads (default: every candidate model column): a feature
+    the model left out, such as a firmographic column the source never fills, is not held to a limit."""
     suite = load_suite("features")
     features = features.reset_index(drop=True)
-    specs = feature_specs(settings)
-    numeric, categorical = model_columns(settings)
-    needed = ["account_id", "as_of", "plan", "is_eligible", *numeric, *categorical]
+    if used is None:
+        numeric, categorical = model_columns(settings)
+        used = [*numeric, *categorical]
+    specs = [spec for spec in feature_specs(settings) if spec.name in set(used)]
+    needed = ["account_id", "as_of", "plan", "is_eligible", *used]
     columns, complete = _frame_columns(suite, features, "features", list(dict.fromkeys(needed)))
     if not complete:
         return _stage(suite, [columns], settings, complete=False)

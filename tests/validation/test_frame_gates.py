@@ -116,6 +116,15 @@ def test_a_count_column_turned_null_warns_on_its_null_share(settings: Settings) 
     assert check.failures[0].examples == ("column=count_users null_share=1 max_null_share=0",)
 
 
+def test_a_feature_the_model_left_out_is_not_held_to_a_null_limit(settings: Settings) -> None:
+    features = features_frame(settings)
+    features[["employees", "industry", "country"]] = None
+    used = [column for column in features.columns if column not in {"employees", "industry", "country"}]
+
+    assert validate_features(features, settings).check("features.null_rates").status == "warned"
+    assert validate_features(features, settings, used).check("features.null_rates").status == "passed"
+
+
 def test_nulls_where_a_feature_is_undefined_are_fine(settings: Settings) -> None:
     features = features_frame(settings)
     features[["days_since_last_event", "days_in_trial", "ratio_momentum_7d_vs_prior_21d"]] = np.nan
