@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import sqlalchemy as sa
+from earlier_schema import create_earlier_tables
 
 from pql import bulk
 from pql.config import Settings
@@ -261,3 +262,21 @@ def test_pql_list_is_a_reps_pqls_best_first(duckdb_url, features, explained, tra
         pql_list(engine, tables, owner="ana", top=1)["account_id"].tolist()
         == anas["account_id"].head(1).tolist()
     )
+
+
+def test_lists_read_from_tables_a_run_has_not_upgraded_yet(any_db_url, settings) -> None:
+    engine = create_engine(any_db_url)
+    tables = output_tables(settings.tables)
+    create_earlier_tables(engine, tables, ["acc_1"])
+    tables.runs.create(engine)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.insert(tables.runs).values(
+                run_id="run-0", kind="nightly", as_of=DAY_1, status="succeeded", started_at=DAY_1
+            )
+        )
+    read = [current_scores(engine, tables), pql_list(engine, tables), previous_scores(engine, tables, DAY_2)]
+    engine.dispose()
+    for frame in read:
+        assert frame["account_id"].tolist() == ["acc_1"] and frame["tier"].tolist() == ["high"]
+        assert frame["ineligible_reason"].isna().all()
