@@ -8,16 +8,17 @@ prediction over all accounts at once; rows already at the reference are not re-s
 is exactly zero). A pipeline model encodes the accounts once and answers every group from the encoded
 rows (`models.encoded`); any other model is asked through `predict_proba` on modified frames.
 
-Every account gets up to 3 raising and 2 lowering reasons. A group whose neutralisation changes the
-account's odds by less than MIN_LOG_ODDS (1%) is noise and left out; the threshold is on the odds
-rather than on probability points so that accounts near 0 or 1 still get their reasons.
+Every eligible account gets up to 3 raising and 2 lowering reasons. A group whose neutralisation
+changes the account's odds by less than MIN_LOG_ODDS (1%) is noise and left out; the threshold is on
+the odds rather than on probability points so that accounts near 0 or 1 still get their reasons.
+Ineligible accounts (on a paid plan) are not measured at all and get none: sales never works them.
 
 - `reasons_json`: a list, raising reasons first (largest first), then lowering ones (most negative
   first); each `{"group", "direction": "up"|"down", "impact_points", "feature", "value",
   "percentile"}`. `impact_points` is the probability drop, in points, when the group is neutralised;
   `feature` is the group's most telling feature for this account (the one where it stands furthest
   from the middle of the accounts on its plan), `value` the account's value of it and `percentile`
-  (0-100, null for a category) its standing among the accounts on the same plan in this run.
+  (0-100, null for a category) its standing among the eligible accounts on the same plan in this run.
 - `reasons_text`: one line per reason in the same order, "+ " or "- " then the phrase.
 """
 
@@ -38,7 +39,7 @@ from pql.config import Settings
 from pql.db import DataError
 from scoring.model_protocol import ScoringModel
 from scoring.phrases import peer_shares, rendered
-from scoring.scores import require_model_columns
+from scoring.scores import eligible_rows, require_model_columns
 
 RAISING = 3
 LOWERING = 2
@@ -140,6 +141,26 @@ def group_impacts(
     return probability, impacts
 
 
+def eligible_impacts(
+    features: pd.DataFrame,
+    model: ScoringModel,
+    groups: dict[str, list[str]],
+    eligible: np.ndarray,
+    probability: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """`group_impacts` of the `eligible` rows only; the other rows get a zero impact in every group
+    (so no reason) and, unless `probability` gives theirs, a zero probability."""
+    if eligible.all():
+        return group_impacts(features, model, groups, probability)
+    given = None if probability is None else np.asarray(probability, dtype=float)[eligible]
+    measured, measured_impacts = group_impacts(features[eligible], model, groups, given)
+    every = np.zeros(len(features)) if probability is None else np.array(probability, dtype=float)
+    every[eligible] = measured
+    impacts = np.zeros((len(features), len(groups)))
+    impacts[eligible] = measured_impacts
+    return every, impacts
+
+
 def top_reasons(probability: np.ndarray, impacts: np.ndarray) -> np.ndarray:
     """Per row, group indices of the top 3 raising then top 2 lowering reasons; -1 where there is none.
 
@@ -194,10 +215,11 @@ class _Peers:
     codes: np.ndarray
 
     @classmethod
-    def of(cls, features: pd.DataFrame) -> _Peers:
+    def of(cls, features: pd.DataFrame, eligible: np.ndarray) -> _Peers:
+        """Peers among the eligible accounts: an ineligible one gets code -1, which no plan has."""
         plans = features["plan"] if "plan" in features else pd.Series("all", index=features.index)
         codes, names = pd.factorize(plans, use_na_sentinel=False)
-        return cls(np.asarray(names, dtype=object)[codes], codes)
+        return cls(np.asarray(names, dtype=object)[codes], np.where(eligible, codes, -1))
 
 
 def _evidence(
@@ -264,7 +286,8 @@ def reasons_frame(
     *,
     probability: np.ndarray | None = None,
 ) -> pd.DataFrame:
-    """account_id, reasons_json, reasons_text: up to 3 raising and 2 lowering reasons per account.
+    """account_id, reasons_json, reasons_text: up to 3 raising and 2 lowering reasons per eligible
+    account; an ineligible one (`is_eligible` false) gets "[]" and "" without being measured.
 
     `probability`, when given, is the model's probability for the same rows (from `score_frame`),
     which saves one prediction. Strings are built column-wise with Arrow, never account by account.
@@ -273,13 +296,14 @@ def reasons_frame(
     frame = features.reset_index(drop=True)
     n = len(frame)
     groups = reason_groups(model, settings)
-    probability, impacts = group_impacts(frame, model, groups, probability)
+    eligible = eligible_rows(frame)
+    probability, impacts = eligible_impacts(frame, model, groups, eligible, probability)
     slots = top_reasons(probability, impacts)
     filled = slots >= 0
     # A row's first piece opens its JSON list and its last closes it; rows without reasons get "[]".
     first = filled & (np.cumsum(filled, axis=1) == 1)
     last = filled & (np.cumsum(filled[:, ::-1], axis=1)[:, ::-1] == 1)
-    peers = _Peers.of(frame)
+    peers = _Peers.of(frame, eligible)
     numeric = set(model.numeric_columns)
     rows, places, texts, fragments = [], [], [], []
     for j, (group, columns) in enumerate(groups.items()):
