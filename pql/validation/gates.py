@@ -216,8 +216,8 @@ def validate_features(features: pd.DataFrame, settings: Settings) -> StageResult
 
 
 def validate_scores(scores: pd.DataFrame, features: pd.DataFrame, settings: Settings) -> StageResult:
-    """The score frame: scores in range, known tiers, exactly one per eligible account of `features`,
-    and a tier distribution that follows `scoring.tier_policy`."""
+    """The score frame: scores in range, known tiers, a tier on eligible rows only, exactly one per
+    eligible account of `features`, and a tier distribution that follows `scoring.tier_policy`."""
     suite = load_suite("scores")
     scores = scores.reset_index(drop=True)
     columns, complete = _frame_columns(suite, scores, "scores", SCORE_COLUMNS)
@@ -246,6 +246,7 @@ def validate_scores(scores: pd.DataFrame, features: pd.DataFrame, settings: Sett
     batches = [
         columns,
         run_batch(scores, suite.batches["rows"], {"tiers": order}),
+        run_batch(frames.score_eligibility(scores, features), suite.batches["eligibility"]),
         run_batch(frames.score_coverage(scores, features), suite.batches["coverage"]),
         tiers,
     ]
