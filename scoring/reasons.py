@@ -152,12 +152,11 @@ def eligible_impacts(
     (so no reason) and, unless `probability` gives theirs, a zero probability."""
     if eligible.all():
         return group_impacts(features, model, groups, probability)
-    given = None if probability is None else np.asarray(probability, dtype=float)[eligible]
-    measured, measured_impacts = group_impacts(features[eligible], model, groups, given)
     every = np.zeros(len(features)) if probability is None else np.array(probability, dtype=float)
-    every[eligible] = measured
     impacts = np.zeros((len(features), len(groups)))
-    impacts[eligible] = measured_impacts
+    if eligible.any():  # a model may refuse to predict no rows at all
+        given = None if probability is None else every[eligible]
+        every[eligible], impacts[eligible] = group_impacts(features[eligible], model, groups, given)
     return every, impacts
 
 
