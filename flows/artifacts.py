@@ -14,6 +14,7 @@ from models.training import TrainOutcome
 from scoring.diff import change_counts
 
 MISSING = "–"
+UNTIERED = "not tiered (ineligible)"
 
 
 def _cell(value: Any) -> str:
@@ -89,12 +90,10 @@ def run_markdown(summary: RunSummary) -> str:
     """The run's report as markdown: counts, tiers, validation, model and the top PQLs with reasons."""
     title = f"# pql {summary.kind} run{' (dry run)' if summary.dry_run else ''}"
     lines = [title, "", *_overview(summary), "", "## Tiers", ""]
+    tiered = [*summary.tiers.items(), (UNTIERED, summary.ineligible)]
     lines += _table(
         ("tier", "accounts", "share"),
-        (
-            (tier, f"{count:,}", _share(count, summary.accounts_scored))
-            for tier, count in summary.tiers.items()
-        ),
+        ((tier, f"{count:,}", _share(count, summary.accounts_scored)) for tier, count in tiered),
     )
     if summary.changes is not None:
         counts = change_counts(summary.changes)

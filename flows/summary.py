@@ -21,7 +21,9 @@ TOP_PQLS = 10
 
 @dataclass(frozen=True)
 class RunSummary:
-    """Counts, tiers, validation, model and the best PQLs of one scoring run (one `as_of`)."""
+    """Counts, tiers, validation, model and the best PQLs of one scoring run (one `as_of`).
+
+    `tiers` counts the eligible accounts per tier; `ineligible` the accounts scored but not tiered."""
 
     kind: str
     as_of: datetime
@@ -40,6 +42,7 @@ class RunSummary:
     dry_run: bool = False
     changes: pd.DataFrame | None = field(default=None, repr=False)
     monitoring: dict[str, Any] = field(default_factory=dict)
+    ineligible: int = 0
 
 
 def model_report(model: ScoringModel, settings: Settings) -> str | None:
@@ -96,7 +99,8 @@ def run_summary(
     else:
         status = rows["pql_status"] if "pql_status" in rows else pd.Series(dtype=object)
         new, dropped = int(status.eq(NEW).sum()), int(status.isin(LEFT_LIST).sum())
-    counts = rows["tier"].value_counts()
+    counts = rows["tier"].value_counts()  # ineligible rows have no tier: not counted
+    untiered = rows["ineligible_reason"] if "ineligible_reason" in rows else pd.Series(dtype=object)
     return RunSummary(
         kind=kind,
         as_of=as_of,
@@ -115,4 +119,5 @@ def run_summary(
         dry_run=changes is not None,
         monitoring=monitoring or {},
         changes=changes,
+        ineligible=int(untiered.notna().sum()),
     )

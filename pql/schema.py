@@ -6,6 +6,11 @@ always writes `tables.events.c.occurred_at` whatever the column is called in the
 
 Timestamps are stored as naive UTC (`TIMESTAMP WITHOUT TIME ZONE`): the one representation that
 compares and subtracts the same way on DuckDB, SQLite and PostgreSQL.
+
+An output table created by an earlier release is brought up to date in place by `create_tables`: a
+column marked ADDED_LATER (always nullable) is added, a column marked NULL_ALLOWED_LATER loses its NOT
+NULL. Nothing else about an existing table is changed, so a column renamed by hand is still reported by
+the CRM gate rather than silently re-created.
 """
 
 from __future__ import annotations
@@ -18,6 +23,9 @@ from pql.config import TablesConfig
 
 ID = sa.String(64)
 TIMESTAMP = sa.DateTime(timezone=False)
+# Column info keys of the changes made after a table was first released (see `upgrade_tables`).
+ADDED_LATER = "pql_added_later"
+NULL_ALLOWED_LATER = "pql_null_allowed_later"
 
 
 def _col(physical: str, key: str, type_: sa.types.TypeEngine, **kwargs: object) -> sa.Column:
@@ -152,9 +160,10 @@ def output_tables(names: TablesConfig) -> OutputTables:
         sa.Column("as_of", TIMESTAMP, nullable=False),
         sa.Column("probability", sa.Double, nullable=False),
         sa.Column("score", sa.Double, nullable=False),
-        sa.Column("tier", sa.String(16), nullable=False),
+        sa.Column("tier", sa.String(16), info={NULL_ALLOWED_LATER: True}),  # null: ineligible, not tiered
         sa.Column("fit_score", sa.Double),
         sa.Column("grade", sa.String(1)),
+        sa.Column("ineligible_reason", sa.Text, info={ADDED_LATER: True}),
         sa.Column("is_pql", sa.Boolean, nullable=False),
         sa.Column("is_control", sa.Boolean, nullable=False, default=False),
         sa.Column("first_pql_at", TIMESTAMP),
@@ -175,9 +184,10 @@ def output_tables(names: TablesConfig) -> OutputTables:
         sa.Column("as_of", TIMESTAMP, nullable=False),
         sa.Column("probability", sa.Double, nullable=False),
         sa.Column("score", sa.Double, nullable=False),
-        sa.Column("tier", sa.String(16), nullable=False),
+        sa.Column("tier", sa.String(16), info={NULL_ALLOWED_LATER: True}),  # null: ineligible, not tiered
         sa.Column("fit_score", sa.Double),
         sa.Column("grade", sa.String(1)),
+        sa.Column("ineligible_reason", sa.Text, info={ADDED_LATER: True}),
         sa.Column("is_pql", sa.Boolean, nullable=False),
         sa.Column("is_control", sa.Boolean, nullable=False, default=False),
         sa.Column("first_pql_at", TIMESTAMP),
@@ -223,6 +233,80 @@ def output_tables(names: TablesConfig) -> OutputTables:
     return OutputTables(md, scores, history, runs, quarantine)
 
 
+def stored_columns(conn: sa.Connection, table: sa.Table) -> list[str] | None:
+    """The physical column names of `table` (`SELECT * ... LIMIT 0`), or None when it does not exist."""
+    if not sa.inspect(conn).has_table(table.name):
+        return None
+    result = conn.execute(sa.select(sa.literal_column("*")).select_from(table).limit(0))
+    return list(result.keys())
+
+
+def readable_columns(conn: sa.Connection, table: sa.Table) -> list[sa.Column]:
+    """The columns of `table` a query can read: all of them but a column added later that the
+    database does not hold yet (its table not upgraded yet: a dry run, or `pql pqls` before a run)."""
+    later = [column.name for column in table.columns if column.info.get(ADDED_LATER)]
+    stored = set(stored_columns(conn, table) or ()) if later else set()
+    return [column for column in table.columns if column.name in stored or column.name not in later]
+
+
+def _not_null_columns(conn: sa.Connection, table: sa.Table) -> set[str]:
+    """The physical names of the columns of `table` the database declares NOT NULL."""
+    if conn.dialect.name == "sqlite":
+        quoted = conn.dialect.identifier_preparer.quote(table.name)
+        return {row[1] for row in conn.exec_driver_sql(f"PRAGMA table_info({quoted})") if row[3]}
+    query = sa.text(
+        "SELECT column_name FROM information_schema.columns "
+        "WHERE table_schema = current_schema() AND table_name = :name AND is_nullable = 'NO'"
+    )
+    return set(conn.execute(query, {"name": table.name}).scalars())
+
+
+def _rebuild_sqlite(conn: sa.Connection, table: sa.Table, stored: list[str]) -> None:
+    """Recreate `table` from its declaration and copy its rows over: SQLite cannot drop a NOT NULL."""
+    quote = conn.dialect.identifier_preparer.quote
+    old = f"{table.name}_before_upgrade"
+    columns = ", ".join(quote(name) for name in stored)
+    # pysqlite runs DDL outside any transaction unless one is open: open one, so a failure changes nothing.
+    conn.exec_driver_sql("BEGIN")
+    conn.exec_driver_sql(f"ALTER TABLE {quote(table.name)} RENAME TO {quote(old)}")
+    table.create(conn)
+    conn.exec_driver_sql(f"INSERT INTO {quote(table.name)} ({columns}) SELECT {columns} FROM {quote(old)}")
+    conn.exec_driver_sql(f"DROP TABLE {quote(old)}")
+
+
+def _upgrade(conn: sa.Connection, table: sa.Table) -> None:
+    """Bring one table, if it exists, up to date (see `upgrade_tables`)."""
+    stored = stored_columns(conn, table)
+    if stored is None:
+        return
+    added = [c for c in table.columns if c.info.get(ADDED_LATER) and c.name not in stored]
+    relaxed = [c for c in table.columns if c.info.get(NULL_ALLOWED_LATER)]
+    if relaxed:
+        not_null = _not_null_columns(conn, table)
+        relaxed = [c for c in relaxed if c.name in not_null]
+    if relaxed and conn.dialect.name == "sqlite":
+        _rebuild_sqlite(conn, table, stored)
+        return
+    preparer = conn.dialect.identifier_preparer
+    name = preparer.format_table(table)
+    for column in added:
+        kind = column.type.compile(dialect=conn.dialect)
+        conn.exec_driver_sql(f"ALTER TABLE {name} ADD COLUMN {preparer.quote(column.name)} {kind}")
+    for column in relaxed:
+        conn.exec_driver_sql(f"ALTER TABLE {name} ALTER COLUMN {preparer.quote(column.name)} DROP NOT NULL")
+
+
+def upgrade_tables(engine: sa.Engine, tables: SourceTables | OutputTables) -> None:
+    """Bring tables created by an earlier release up to date, each in one transaction: add the columns
+    added later, drop the NOT NULL of columns that may be null now. A no-op on up-to-date tables."""
+    for table in tables.all:
+        if any(c.info.get(ADDED_LATER) or c.info.get(NULL_ALLOWED_LATER) for c in table.columns):
+            with engine.begin() as conn:
+                _upgrade(conn, table)
+
+
 def create_tables(engine: sa.Engine, tables: SourceTables | OutputTables) -> None:
-    """Create the tables (and indexes) that do not exist yet; existing ones are left untouched."""
+    """Create the tables (and indexes) that do not exist yet and upgrade the existing ones
+    (`upgrade_tables`); nothing else about an existing table is changed."""
     tables.metadata.create_all(engine, checkfirst=True)
+    upgrade_tables(engine, tables)

@@ -32,7 +32,8 @@ def changes_frame(current: pd.DataFrame, proposed: pd.DataFrame, settings: Setti
     """One row per change: new PQLs, dropped PQLs and tier moves of `proposed` against `current`.
 
     `current` is `writeback.current_scores`; `proposed` the rows a run would write (with pql_status
-    from the rules, used to say why a PQL drops).
+    from the rules, used to say why a PQL drops). A tier move is between two tiers: an account that
+    has no tier on one side (ineligible, so never worked by sales) makes none.
     """
     wanted = ["account_id", "is_pql", "score", "tier", "routed_to"]
     before = current.reindex(columns=wanted)

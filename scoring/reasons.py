@@ -8,16 +8,17 @@ prediction over all accounts at once; rows already at the reference are not re-s
 is exactly zero). A pipeline model encodes the accounts once and answers every group from the encoded
 rows (`models.encoded`); any other model is asked through `predict_proba` on modified frames.
 
-Every account gets up to 3 raising and 2 lowering reasons. A group whose neutralisation changes the
-account's odds by less than MIN_LOG_ODDS (1%) is noise and left out; the threshold is on the odds
-rather than on probability points so that accounts near 0 or 1 still get their reasons.
+Every eligible account gets up to 3 raising and 2 lowering reasons. A group whose neutralisation
+changes the account's odds by less than MIN_LOG_ODDS (1%) is noise and left out; the threshold is on
+the odds rather than on probability points so that accounts near 0 or 1 still get their reasons.
+Ineligible accounts (on a paid plan) are not measured at all and get none: sales never works them.
 
 - `reasons_json`: a list, raising reasons first (largest first), then lowering ones (most negative
   first); each `{"group", "direction": "up"|"down", "impact_points", "feature", "value",
   "percentile"}`. `impact_points` is the probability drop, in points, when the group is neutralised;
   `feature` is the group's most telling feature for this account (the one where it stands furthest
   from the middle of the accounts on its plan), `value` the account's value of it and `percentile`
-  (0-100, null for a category) its standing among the accounts on the same plan in this run.
+  (0-100, null for a category) its standing among the eligible accounts on the same plan in this run.
 - `reasons_text`: one line per reason in the same order, "+ " or "- " then the phrase.
 """
 
@@ -38,7 +39,7 @@ from pql.config import Settings
 from pql.db import DataError
 from scoring.model_protocol import ScoringModel
 from scoring.phrases import configured_phrases, peer_shares, rendered
-from scoring.scores import require_model_columns
+from scoring.scores import eligible_rows, require_model_columns
 
 RAISING = 3
 LOWERING = 2
@@ -134,7 +135,10 @@ def _what_ifs(
     model: ScoringModel,
     groups: dict[str, list[str]],
     probability: np.ndarray | None,
+    measured: np.ndarray,
 ) -> _WhatIfs:
+    """What-ifs over `features`; only the `measured` rows are ever predicted (the others get a zero
+    probability unless `probability` gives theirs)."""
     reference = model.reference_values
     unknown = [c for columns in groups.values() for c in columns if c not in reference]
     if unknown:
@@ -146,9 +150,20 @@ def _what_ifs(
     kept = [c for c in ("account_id", *model.numeric_columns, *model.categorical_columns) if c in features]
     frame = features[kept].reset_index(drop=True)
     if probability is None:
-        probability = model.predict_proba(frame)
+        probability = np.zeros(len(frame))
+        if measured.any():  # a model may refuse to predict no rows at all
+            probability[measured] = model.predict_proba(frame[measured])
     probability = np.asarray(probability, dtype=float)
-    predict = _what_if(frame, model, reference) if len(frame) else None
+    predict = None
+    if measured.all():
+        predict = _what_if(frame, model, reference)
+    elif measured.any():
+        # Questions only ever concern measured rows: the others are never encoded nor predicted.
+        inner = _what_if(frame[measured].reset_index(drop=True), model, reference)
+
+        def predict(rows: np.ndarray, columns: Sequence[str]) -> np.ndarray:
+            return inner(rows[measured], columns)
+
     return _WhatIfs(frame, probability, reference, predict)
 
 
@@ -160,15 +175,14 @@ def group_impacts(
 ) -> tuple[np.ndarray, np.ndarray]:
     """(probability per row, impact per row and group): probability minus the probability with the
     group neutralised to its reference values. Pass `probability` when it is already known."""
-    what_ifs = _what_ifs(features, model, groups, probability)
-    return what_ifs.probability, _group_impacts(what_ifs, groups)
+    return eligible_impacts(features, model, groups, np.ones(len(features), dtype=bool), probability)
 
 
-def _group_impacts(what_ifs: _WhatIfs, groups: dict[str, list[str]]) -> np.ndarray:
-    every = np.ones(len(what_ifs.frame), dtype=bool)
+def _group_impacts(what_ifs: _WhatIfs, groups: dict[str, list[str]], measured: np.ndarray) -> np.ndarray:
     impacts = np.zeros((len(what_ifs.frame), len(groups)))
-    for j, columns in enumerate(groups.values()):
-        impacts[:, j] = what_ifs.impacts(every, columns)
+    if measured.any():
+        for j, columns in enumerate(groups.values()):
+            impacts[measured, j] = what_ifs.impacts(measured, columns)
     return impacts
 
 
@@ -181,6 +195,19 @@ def column_impacts(
     mask[rows] = True
     sign = np.where(up, 1.0, -1.0)
     return np.column_stack([what_ifs.impacts(mask, [column]) * sign for column in columns])
+
+
+def eligible_impacts(
+    features: pd.DataFrame,
+    model: ScoringModel,
+    groups: dict[str, list[str]],
+    eligible: np.ndarray,
+    probability: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """`group_impacts` of the `eligible` rows only; the other rows get a zero impact in every group
+    (so no reason) and, unless `probability` gives theirs, a zero probability."""
+    what_ifs = _what_ifs(features, model, groups, probability, eligible)
+    return what_ifs.probability, _group_impacts(what_ifs, groups, eligible)
 
 
 def top_reasons(probability: np.ndarray, impacts: np.ndarray) -> np.ndarray:
@@ -237,10 +264,11 @@ class _Peers:
     codes: np.ndarray
 
     @classmethod
-    def of(cls, features: pd.DataFrame) -> _Peers:
+    def of(cls, features: pd.DataFrame, eligible: np.ndarray) -> _Peers:
+        """Peers among the eligible accounts: an ineligible one gets code -1, which no plan has."""
         plans = features["plan"] if "plan" in features else pd.Series("all", index=features.index)
         codes, names = pd.factorize(plans, use_na_sentinel=False)
-        return cls(np.asarray(names, dtype=object)[codes], codes)
+        return cls(np.asarray(names, dtype=object)[codes], np.where(eligible, codes, -1))
 
 
 def _evidence(
@@ -316,7 +344,8 @@ def reasons_frame(
     *,
     probability: np.ndarray | None = None,
 ) -> pd.DataFrame:
-    """account_id, reasons_json, reasons_text: up to 3 raising and 2 lowering reasons per account.
+    """account_id, reasons_json, reasons_text: up to 3 raising and 2 lowering reasons per eligible
+    account; an ineligible one (`is_eligible` false) gets "[]" and "" without being measured.
 
     `probability`, when given, is the model's probability for the same rows (from `score_frame`),
     which saves one prediction. Strings are built column-wise with Arrow, never account by account.
@@ -325,14 +354,15 @@ def reasons_frame(
     frame = features.reset_index(drop=True)
     n = len(frame)
     groups = reason_groups(model, settings)
-    what_ifs = _what_ifs(frame, model, groups, probability)
-    probability, impacts = what_ifs.probability, _group_impacts(what_ifs, groups)
+    eligible = eligible_rows(frame)
+    what_ifs = _what_ifs(frame, model, groups, probability, eligible)
+    probability, impacts = what_ifs.probability, _group_impacts(what_ifs, groups, eligible)
     slots = top_reasons(probability, impacts)
     filled = slots >= 0
     # A row's first piece opens its JSON list and its last closes it; rows without reasons get "[]".
     first = filled & (np.cumsum(filled, axis=1) == 1)
     last = filled & (np.cumsum(filled[:, ::-1], axis=1)[:, ::-1] == 1)
-    peers = _Peers.of(frame)
+    peers = _Peers.of(frame, eligible)
     numeric = set(model.numeric_columns)
     key_events = key_event_columns(settings)
     phrases = configured_phrases(settings)

@@ -21,7 +21,8 @@ def pql_rows(
     settings: Settings,
     as_of: datetime,
 ) -> pd.DataFrame:
-    """Every scored account with score, tier, grade, reasons, PQL flag, routing and playbook.
+    """Every scored account with score, tier, grade, reasons, PQL flag, routing and playbook (an
+    ineligible account has no tier, grade or reasons, and an `ineligible_reason`).
 
     `features` from `features.builder.build_features` for one `as_of`; `crm` from
     `scoring.crm.crm_snapshot`; `previous` from `scoring.writeback.previous_scores`.

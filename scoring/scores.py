@@ -8,6 +8,10 @@ accounts actually live (1% to 50%) spreads over most of 0-100 instead of crowdin
 with `a` and `b` fixed by two anchors: a 10% probability scores 45 and a 25% probability scores 60
 (the default exit and entry thresholds of the PQL rules). The mapping is strictly increasing and never
 depends on the batch being scored, so a score means the same thing every night.
+
+Every account is scored, but only eligible accounts (not on a paid plan at as_of) are tiered and
+graded, ranked among themselves: sales never works the others. An ineligible row has no tier and no
+grade, and its `ineligible_reason` says why.
 """
 
 from __future__ import annotations
@@ -27,6 +31,9 @@ REST_TIER = TIERS[-1]
 GRADES = "EDCBA"  # indexed by fit level + engagement level (each 0, 1 or 2)
 SCORE_ANCHORS = ((0.10, 45.0), (0.25, 60.0))
 PASSTHROUGH = ("as_of", "plan", "is_eligible", "days_left_in_trial")
+# Why an ineligible account is not tiered, by its plan at as_of; any other cause gets NOT_ELIGIBLE.
+PLAN_INELIGIBLE_REASONS = {"paid": "on a paid plan"}
+NOT_ELIGIBLE = "not eligible at as_of"
 _EPS = 1e-6
 
 
@@ -67,8 +74,8 @@ def top_share_mask(values: np.ndarray, population: np.ndarray, share: float) -> 
 
 
 def tiers(probability: np.ndarray, eligible: np.ndarray, settings: Settings) -> np.ndarray:
-    """The tier of each row (`pql.config.TIERS`, best first): by share of the eligible accounts
-    (quantile policy) or by probability (threshold policy)."""
+    """The tier of each eligible row (`pql.config.TIERS`, best first), None for the others: by share
+    of the eligible accounts (quantile policy) or by probability (threshold policy)."""
     result = np.full(len(probability), REST_TIER, dtype=object)
     scoring = settings.scoring
     for name in reversed(TIERS[:-1]):  # widest tier first, so better tiers overwrite it
@@ -77,6 +84,7 @@ def tiers(probability: np.ndarray, eligible: np.ndarray, settings: Settings) -> 
         else:
             mask = probability >= scoring.tier_probabilities[name]
         result[mask] = name
+    result[~eligible] = None
     return result
 
 
@@ -86,7 +94,8 @@ def _levels(values: np.ndarray, eligible: np.ndarray) -> np.ndarray:
 
 
 def grades(probability: np.ndarray, fit_probability: np.ndarray, eligible: np.ndarray) -> np.ndarray:
-    """Grade A-E from fit level x engagement level (thirds of the eligible accounts).
+    """Grade A-E of each eligible row from fit level x engagement level (thirds of the eligible
+    accounts), None for the others.
 
     Engagement is what product behaviour adds to fit: the log-odds of the full model minus the
     log-odds of the fit-only model. A great-fit quiet account and a poor-fit busy one both grade C;
@@ -95,8 +104,26 @@ def grades(probability: np.ndarray, fit_probability: np.ndarray, eligible: np.nd
     p = np.clip(probability, _EPS, 1 - _EPS)
     fit = np.clip(fit_probability, _EPS, 1 - _EPS)
     engagement = logit(p) - logit(fit)
-    letters = np.array(list(GRADES))
-    return letters[_levels(fit, eligible) + _levels(engagement, eligible)]
+    letters = np.array(list(GRADES), dtype=object)
+    result = letters[_levels(fit, eligible) + _levels(engagement, eligible)]
+    result[~eligible] = None
+    return result
+
+
+def eligible_rows(features: pd.DataFrame) -> np.ndarray:
+    """Whether each row is eligible (`is_eligible`; a missing value is not): every row when the
+    features have no `is_eligible`."""
+    if "is_eligible" not in features:
+        return np.ones(len(features), dtype=bool)
+    return features["is_eligible"].fillna(False).to_numpy(dtype=bool)
+
+
+def ineligible_reasons(features: pd.DataFrame, eligible: np.ndarray) -> np.ndarray:
+    """Why each row is ineligible (None for eligible rows): its plan's phrase when the plan explains
+    it ("on a paid plan"), else NOT_ELIGIBLE."""
+    plans = features["plan"].astype(object) if "plan" in features else pd.Series(None, index=features.index)
+    reasons = plans.map(PLAN_INELIGIBLE_REASONS).fillna(NOT_ELIGIBLE).to_numpy(dtype=object)
+    return np.where(eligible, None, reasons)
 
 
 def _checked(probability: np.ndarray, n: int, model: ScoringModel, what: str) -> np.ndarray:
@@ -125,17 +152,16 @@ def require_model_columns(features: pd.DataFrame, model: ScoringModel) -> None:
 
 
 def score_frame(features: pd.DataFrame, model: ScoringModel, settings: Settings) -> pd.DataFrame:
-    """account_id, probability, score, tier, fit_score, grade (plus as_of, plan, is_eligible and
-    days_left_in_trial carried over from the features when present)."""
+    """account_id, probability, score, tier, fit_score, grade, ineligible_reason (plus as_of, plan,
+    is_eligible and days_left_in_trial carried over from the features when present).
+
+    Every row is scored; tier and grade are null on ineligible rows, whose `ineligible_reason` says why.
+    """
     require_model_columns(features, model)
     n = len(features)
     probability = _checked(model.predict_proba(features), n, model, "predict_proba")
     fit_probability = _checked(model.predict_fit_proba(features), n, model, "predict_fit_proba")
-    eligible = (
-        features["is_eligible"].fillna(False).to_numpy(dtype=bool)
-        if "is_eligible" in features
-        else np.ones(n, dtype=bool)
-    )
+    eligible = eligible_rows(features)
     frame = features[["account_id", *[c for c in PASSTHROUGH if c in features]]].reset_index(drop=True)
     return frame.assign(
         probability=probability,
@@ -143,4 +169,5 @@ def score_frame(features: pd.DataFrame, model: ScoringModel, settings: Settings)
         tier=tiers(probability, eligible, settings),
         fit_score=score_of_probability(fit_probability),
         grade=grades(probability, fit_probability, eligible),
+        ineligible_reason=ineligible_reasons(frame, eligible),
     )

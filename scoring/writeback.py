@@ -24,7 +24,7 @@ import sqlalchemy as sa
 
 from pql.bulk import bulk_insert
 from pql.db import DataError, redacted
-from pql.schema import OutputTables
+from pql.schema import OutputTables, readable_columns
 from scoring.rules import LEFT_LIST, NEW
 
 SUCCEEDED = "succeeded"
@@ -42,7 +42,13 @@ def _require_table(bind: sa.Engine | sa.Connection, table: sa.Table) -> None:
         )
 
 
+def _select_all(conn: sa.Connection, table: sa.Table) -> sa.Select:
+    """SELECT of every column of `table` the database holds (see `pql.schema.readable_columns`)."""
+    return sa.select(*readable_columns(conn, table))
+
+
 def _frame(conn: sa.Connection, query: sa.Select, table: sa.Table) -> pd.DataFrame:
+    """The rows of `query` with every column of `table`; one the query could not read is all null."""
     keys = [column.key for column in query.selected_columns]
     frame = pd.DataFrame(conn.execute(query).fetchall(), columns=keys)
     for key in keys:
@@ -50,14 +56,14 @@ def _frame(conn: sa.Connection, query: sa.Select, table: sa.Table) -> pd.DataFra
             frame[key] = pd.to_datetime(frame[key]).astype("datetime64[us]")
         elif isinstance(table.c[key].type, sa.Boolean):
             frame[key] = frame[key].astype(object).where(frame[key].notna(), False).astype(bool)
-    return frame
+    return frame.assign(**{column.key: None for column in table.columns if column.key not in keys})
 
 
 def current_scores(engine: sa.Engine, tables: OutputTables) -> pd.DataFrame:
     """Every row of `pql_scores` (the list sales sees now), by account_id."""
     _require_table(engine, tables.scores)
-    query = sa.select(tables.scores).order_by(tables.scores.c.account_id)
     with engine.connect() as conn:
+        query = _select_all(conn, tables.scores).order_by(tables.scores.c.account_id)
         return _frame(conn, query, tables.scores)
 
 
@@ -81,23 +87,25 @@ def previous_scores(engine: sa.Engine, tables: OutputTables, as_of: datetime) ->
         .scalar_subquery()
     )
     with engine.connect() as conn:
-        query = sa.select(history).where(history.c.run_id == latest).order_by(history.c.account_id)
+        query = _select_all(conn, history).where(history.c.run_id == latest).order_by(history.c.account_id)
         return _frame(conn, query, history)
 
 
 def pql_list(
     engine: sa.Engine, tables: OutputTables, *, owner: str | None = None, top: int | None = None
 ) -> pd.DataFrame:
-    """Current PQLs, best first; only those routed to `owner` when given; at most `top` rows."""
+    """Current PQLs, best first; only those routed to `owner` when given; at most `top` rows.
+
+    A PQL is always eligible (`scoring.rules`), so ineligible accounts are never listed."""
     _require_table(engine, tables.scores)
     scores = tables.scores
-    query = sa.select(scores).where(scores.c.is_pql.is_(True))
-    if owner is not None:
-        query = query.where(scores.c.routed_to == owner)
-    query = query.order_by(scores.c.score.desc(), scores.c.probability.desc(), scores.c.account_id)
-    if top is not None:
-        query = query.limit(top)
     with engine.connect() as conn:
+        query = _select_all(conn, scores).where(scores.c.is_pql.is_(True))
+        if owner is not None:
+            query = query.where(scores.c.routed_to == owner)
+        query = query.order_by(scores.c.score.desc(), scores.c.probability.desc(), scores.c.account_id)
+        if top is not None:
+            query = query.limit(top)
         return _frame(conn, query, scores)
 
 

@@ -1,14 +1,16 @@
-"""The contract and output tables are created alike on every supported engine."""
+"""The contract and output tables are created alike on every supported engine, and output tables of
+an earlier release are upgraded in place."""
 
 from __future__ import annotations
 
 import pandas as pd
 import sqlalchemy as sa
+from earlier_schema import AS_OF, create_earlier_tables
 
 from pql.bulk import bulk_insert
 from pql.config import load_settings
 from pql.db import create_engine, redacted
-from pql.schema import create_tables, output_tables, source_tables
+from pql.schema import create_tables, output_tables, source_tables, stored_columns
 
 
 def test_all_tables_are_created_and_creation_is_repeatable(any_db_url: str) -> None:
@@ -76,3 +78,61 @@ def test_bulk_insert_rolls_back_with_its_transaction(any_db_url: str) -> None:
 
 def test_redacted_urls_hide_the_password() -> None:
     assert "s3cret" not in redacted("postgresql+psycopg://pql:s3cret@db.internal:5432/crm")
+
+
+def test_output_tables_of_the_earlier_release_are_upgraded_in_place(any_db_url: str) -> None:
+    tables = output_tables(load_settings().tables)
+    engine = create_engine(any_db_url)
+    try:
+        create_earlier_tables(engine, tables, ["kept"])
+        create_tables(engine, tables)
+        create_tables(engine, tables)
+        with engine.begin() as conn:
+            for table in (tables.scores, tables.history):
+                conn.execute(sa.insert(table), [_untiered_row(table, "paid")])
+        with engine.connect() as conn:
+            read = {
+                table.name: conn.execute(
+                    sa.select(table.c.account_id, table.c.tier, table.c.ineligible_reason).order_by(
+                        table.c.account_id
+                    )
+                ).all()
+                for table in (tables.scores, tables.history)
+            }
+    finally:
+        engine.dispose()
+    expected = [("kept", "high", None), ("paid", None, "on a paid plan")]
+    assert read == {"pql_scores": expected, "pql_score_history": expected}
+
+
+def _untiered_row(table: sa.Table, account_id: str) -> dict[str, object]:
+    """A row of `table` for an account on a paid plan: no tier, and why."""
+    values = {
+        "account_id": account_id,
+        "tier": None,
+        "ineligible_reason": "on a paid plan",
+        "run_id": "run-1",
+        "as_of": AS_OF,
+        "probability": 0.5,
+        "score": 73.3,
+        "is_pql": False,
+        "is_control": False,
+        "model_version": "m1",
+        "scored_at": AS_OF,
+    }
+    return {key: value for key, value in values.items() if key in table.c}
+
+
+def test_an_upgrade_adds_only_the_columns_added_later(duckdb_url: str) -> None:
+    tables = output_tables(load_settings().tables)
+    engine = create_engine(duckdb_url)
+    try:
+        create_tables(engine, tables)
+        with engine.begin() as conn:
+            conn.execute(sa.text(f"ALTER TABLE {tables.scores.name} RENAME COLUMN playbook TO play"))
+        create_tables(engine, tables)
+        with engine.connect() as conn:
+            columns = stored_columns(conn, tables.scores)
+    finally:
+        engine.dispose()
+    assert columns is not None and "play" in columns and "playbook" not in columns

@@ -39,12 +39,13 @@ def pql_table(pqls: pd.DataFrame, names: dict[str, str], *, show_routing: bool) 
         account = [escape(names.get(row.account_id, "")), f"[dim]{escape(str(row.account_id))}[/]"]
         if show_routing:
             account.append(f"-> {escape(str(row.routed_to))}")
+        tier = "" if pd.isna(row.tier) else str(row.tier).replace("_", " ")
         grade = "" if pd.isna(row.grade) else f" · grade {row.grade}"
         fit = "" if pd.isna(row.fit_score) else f"\nfit {row.fit_score:.0f}"
         table.add_row(
             str(place),
             "\n".join(line for line in account if line),
-            f"[bold]{row.score:.1f}[/]\n{str(row.tier).replace('_', ' ')}{grade}{fit}",
+            f"[bold]{row.score:.1f}[/]\n{tier}{grade}{fit}",
             _offer(row),
             "" if pd.isna(row.reasons_text) else escape(str(row.reasons_text)),
         )

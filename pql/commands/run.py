@@ -116,6 +116,7 @@ def print_summary(summary: RunSummary) -> None:
         ("new PQLs", summary.new_pqls),
         ("dropped PQLs", summary.dropped_pqls),
         *((f"tier {tier}", count) for tier, count in summary.tiers.items()),
+        ("not tiered (ineligible)", summary.ineligible),
     ):
         counts.add_row(label, _fmt_count(value))
     console.print(counts)

@@ -249,8 +249,15 @@ _CHECKS = (
         "scores.tier_known",
         "fail",
         ROW_POLICIES,
-        "Every tier is one of the configured tiers or 'low'.",
+        "Every tier is one of the configured tiers or 'low' (ineligible accounts have none).",
         "Score with the same scoring.tier_* settings the validation runs with.",
+    ),
+    Check(
+        "scores.tier_eligibility",
+        "fail",
+        ROW_POLICIES,
+        "Every eligible account has a tier and no ineligible account (on a paid plan) has one.",
+        "Score with scoring.scores.score_frame, which tiers eligible accounts only, from the same features.",
     ),
     Check(
         "scores.tier_distribution",

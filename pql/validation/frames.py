@@ -168,6 +168,14 @@ def score_coverage(scores: pd.DataFrame, features: pd.DataFrame) -> pd.DataFrame
     )[["account_id", "is_eligible", "has_features", "score_rows"]]
 
 
+def score_eligibility(scores: pd.DataFrame, features: pd.DataFrame) -> pd.DataFrame:
+    """account_id, tier, is_eligible: each score row (same index) with its account's eligibility in
+    `features` (null for an account without features, which `score_coverage` reports)."""
+    eligible = features.groupby("account_id", dropna=False)["is_eligible"].any().reset_index()
+    rows = scores[["account_id", "tier"]].merge(eligible, on="account_id", how="left")
+    return rows.set_axis(scores.index)
+
+
 def _eligible_tiers(scores: pd.DataFrame, features: pd.DataFrame) -> pd.DataFrame:
     eligible = features.loc[features["is_eligible"].fillna(False).astype(bool), ["account_id"]]
     return scores.merge(eligible.drop_duplicates(), on="account_id", how="inner")

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from features.catalog import feature_specs, model_columns
 from pql.config import TIERS, Settings
 from pql.db import DataError, redacted
-from pql.schema import OutputTables, SourceTables
+from pql.schema import ADDED_LATER, OutputTables, SourceTables, stored_columns
 from pql.validation import frames, queries
 from pql.validation.checks import check_policies
 from pql.validation.gx_runner import BatchRun, StageSuite, load_suite, run_batch, run_query, warm_up
@@ -57,7 +57,7 @@ def _columns_batch(
 ) -> tuple[BatchRun, bool]:
     """The `columns` batch for `tables` as they exist in the database, and whether all were present."""
     expected = {table.name: [column.name for column in table.columns] for table in tables}
-    found = {table.name: queries.table_columns(conn, table) for table in tables}
+    found = {table.name: stored_columns(conn, table) for table in tables}
     frame = frames.columns_frame(expected, found)
     return run_batch(frame, suite.batches["columns"]), bool(frame["present"].all())
 
@@ -187,13 +187,18 @@ def validate_accounts(engine: sa.Engine, tables: SourceTables, settings: Setting
 def validate_crm_tables(engine: sa.Engine, tables: OutputTables, settings: Settings) -> StageResult:
     """The pipeline's tables in the CRM database, where they exist, have every column it writes.
 
-    A table that does not exist yet is fine (`create_tables` makes it); one with other columns is not.
+    A table that does not exist yet is fine (`create_tables` makes it), and so is a column added by a
+    later release (`create_tables` adds it when a run opens, before anything is written; a dry run
+    only reads); a table with other columns is not.
     """
     suite = load_suite("crm")
     with _connected(engine, "CRM") as conn:
-        found = {table.name: queries.table_columns(conn, table) for table in tables.all}
+        found = {table.name: stored_columns(conn, table) for table in tables.all}
     existing = [table for table in tables.all if found[table.name] is not None]
-    expected = {table.name: [column.name for column in table.columns] for table in existing}
+    expected = {
+        table.name: [column.name for column in table.columns if not column.info.get(ADDED_LATER)]
+        for table in existing
+    }
     batch = run_batch(frames.columns_frame(expected, found), suite.batches["columns"])
     return _stage(suite, [batch], settings)
 
@@ -211,14 +216,16 @@ def validate_features(
     """The feature frame: unique (account_id, as_of), ids present, known plans, value ranges
     (quarantinable per row) and per-column null shares.
 
-    `used` are the columns the scoring model reads (default: every candidate model column): a feature
-    the model left out, such as a firmographic column the source never fills, is not held to a limit."""
+    `used` are the columns the scoring model reads (default: every candidate model column): they must
+    be present, and only they are held to null-share limits (a firmographic column the source never
+    fills, which the model left out, is no warning). Value ranges are checked on every feature."""
     suite = load_suite("features")
     features = features.reset_index(drop=True)
     if used is None:
         numeric, categorical = model_columns(settings)
         used = [*numeric, *categorical]
-    specs = [spec for spec in feature_specs(settings) if spec.name in set(used)]
+    specs = feature_specs(settings)
+    read = [spec for spec in specs if spec.name in set(used)]
     needed = ["account_id", "as_of", "plan", "is_eligible", *used]
     columns, complete = _frame_columns(suite, features, "features", list(dict.fromkeys(needed)))
     if not complete:
@@ -229,7 +236,7 @@ def validate_features(
         columns,
         run_batch(checked, suite.batches["rows"]),
         run_batch(
-            frames.null_shares(features, specs, suite.extra["null_share_limits"]),
+            frames.null_shares(features, read, suite.extra["null_share_limits"]),
             suite.batches["null_shares"],
         ),
     ]
@@ -237,8 +244,8 @@ def validate_features(
 
 
 def validate_scores(scores: pd.DataFrame, features: pd.DataFrame, settings: Settings) -> StageResult:
-    """The score frame: scores in range, known tiers, exactly one per eligible account of `features`,
-    and a tier distribution that follows `scoring.tier_policy`."""
+    """The score frame: scores in range, known tiers, a tier on eligible rows only, exactly one per
+    eligible account of `features`, and a tier distribution that follows `scoring.tier_policy`."""
     suite = load_suite("scores")
     scores = scores.reset_index(drop=True)
     columns, complete = _frame_columns(suite, scores, "scores", SCORE_COLUMNS)
@@ -267,6 +274,7 @@ def validate_scores(scores: pd.DataFrame, features: pd.DataFrame, settings: Sett
     batches = [
         columns,
         run_batch(scores, suite.batches["rows"], {"tiers": order}),
+        run_batch(frames.score_eligibility(scores, features), suite.batches["eligibility"]),
         run_batch(frames.score_coverage(scores, features), suite.batches["coverage"]),
         tiers,
     ]

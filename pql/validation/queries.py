@@ -21,14 +21,6 @@ from pql.validation.jsonable import row_text
 PROPERTIES_SAMPLE = 10_000
 
 
-def table_columns(conn: sa.Connection, table: sa.Table) -> list[str] | None:
-    """The physical column names of `table` (`SELECT * ... LIMIT 0`), or None when it does not exist."""
-    if not sa.inspect(conn).has_table(table.name):
-        return None
-    result = conn.execute(sa.select(sa.literal_column("*")).select_from(table).limit(0))
-    return list(result.keys())
-
-
 def has_events(conn: sa.Connection, tables: SourceTables) -> bool:
     """Whether the events table holds any row, at any time: one row read, whatever the table's size."""
     return conn.execute(sa.select(sa.literal(1)).select_from(tables.events).limit(1)).first() is not None

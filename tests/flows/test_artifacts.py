@@ -76,6 +76,13 @@ def test_the_report_gives_the_tier_distribution(markdown: str) -> None:
     assert "| low | 840 | 70.0% |" in markdown
 
 
+def test_the_report_counts_ineligible_accounts_apart_from_the_tiers() -> None:
+    tiers = {"very_high": 9, "high": 81, "medium": 180, "low": 630}
+    markdown = run_markdown(_summary(tiers=tiers, ineligible=300))
+    assert "| not tiered (ineligible) | 300 | 25.0% |" in markdown
+    assert "| low | 630 | 52.5% |" in markdown
+
+
 def test_the_report_names_the_model_and_where_its_report_is(markdown: str) -> None:
     assert "`20260301T020000Z-abcd1234`" in markdown
     assert "/models/20260301T020000Z-abcd1234/report.html" in markdown

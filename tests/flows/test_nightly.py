@@ -21,6 +21,7 @@ from flows.summary import RunSummary
 from pql.clock import start_of_day, today_in
 from pql.config import ConfigError, load_settings
 from pql.db import DataError
+from pql.schema import source_tables
 from pql.validation import ValidationFailed
 from pql.validation.gates import NO_EVENTS_NOTE
 
@@ -86,6 +87,35 @@ def test_the_run_publishes_its_report_as_a_markdown_artifact(
     report = report_of("nightly", str(summary.flow_run_id))
     assert f"| accounts scored | {summary.accounts_scored:,} |" in report
     assert summary.top_pqls[0]["account_id"] in report
+
+
+def paid_accounts(world: World) -> set[str]:
+    """The accounts whose latest plan change before the world's end is into a paid plan."""
+    tables = source_tables(world.settings.tables)
+    changes = tables.plan_changes.c
+    query = sa.select(changes.account_id, changes.to_plan).where(changes.changed_at < world.end)
+    engine = sa.create_engine(world.source_url)
+    try:
+        with engine.connect() as conn:
+            rows = pd.DataFrame(conn.execute(query.order_by(changes.changed_at)).all())
+    finally:
+        engine.dispose()
+    plan_now = rows.groupby("account_id")["to_plan"].last()
+    return set(plan_now[plan_now.isin(world.settings.plans.paid)].index)
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("prefect_api")
+def test_a_run_writes_no_tier_nor_grade_for_paid_accounts(scored: tuple[World, RunSummary]) -> None:
+    world, summary = scored
+    paid = paid_accounts(world)
+    assert summary.ineligible == len(paid) > 0
+    for key in ("scores", "history"):
+        rows = world.table(key)
+        ineligible = rows["account_id"].isin(paid)
+        assert rows.loc[ineligible, ["tier", "grade"]].isna().all().all(), key
+        assert rows.loc[ineligible, "ineligible_reason"].eq("on a paid plan").all(), key
+        assert rows.loc[~ineligible, "tier"].notna().all() and rows.loc[~ineligible, "grade"].notna().all()
 
 
 @pytest.mark.slow

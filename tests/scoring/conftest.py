@@ -163,3 +163,12 @@ def trained_model(model_settings: Settings) -> TrainedModel:
 def scoring_features(model_settings: Settings) -> pd.DataFrame:
     """400 accounts the model has never seen."""
     return synthetic_features(model_settings, 400, seed=11)
+
+
+@pytest.fixture(scope="session")
+def paid_features(scoring_features: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
+    """`scoring_features` with every fourth account on a paid plan, so ineligible as the feature
+    builder marks it, and the mask of those accounts."""
+    paid = np.arange(len(scoring_features)) % 4 == 0
+    plan = np.where(paid, "paid", scoring_features["plan"])
+    return scoring_features.assign(plan=plan, is_eligible=~paid), paid

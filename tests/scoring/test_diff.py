@@ -67,3 +67,13 @@ def test_rendered_diff_shows_counts_and_the_accounts() -> None:
     assert "New PQLs: 2" in text and "newcomer" in text and "1 more not shown" in text
     assert "vanishes" in text and "80.0 -> -" in text and "not scored this run" in text
     assert "40.0 -> 65.0" in text and "low -> medium" in text
+
+
+def test_a_pql_that_converts_drops_untiered_without_a_tier_move() -> None:
+    before = frame(("converts", True, 75.0, "high", "ana"))
+    after = frame(("converts", False, 80.0, None, None)).assign(pql_status=["dropped_converted"])
+    changes = changes_frame(before, after, Settings())
+    assert changes["change"].tolist() == ["dropped_pql"]
+    console = Console(record=True, width=120)
+    console.print(render_changes(changes))
+    assert "high -> -" in console.export_text()

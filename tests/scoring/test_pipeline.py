@@ -71,4 +71,6 @@ def test_a_run_on_built_features_with_the_fallback_model_writes_the_pql_list(
     }
     trials = pqls[plan[pqls.index].eq("trial")]
     assert trials["playbook"].eq("trial_conversion").all() and trials["trial_days_left"].notna().all()
-    assert pd.Series(scores["tier"]).isin(["very_high", "high", "medium", "low"]).all()
+    paid = plan[scores.index].eq("paid")
+    assert paid.any() and scores.loc[paid, "tier"].isna().all()
+    assert pd.Series(scores.loc[~paid, "tier"]).isin(["very_high", "high", "medium", "low"]).all()

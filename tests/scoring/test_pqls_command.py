@@ -58,7 +58,20 @@ def pql_row(account_id: str, score: float, owner: str, *, plan_trial: bool = Fal
         "trial_days_left": 4.0 if plan_trial else None,
         "reasons_json": "[]",
         "reasons_text": f"+ {account_id} hit the usage limit 3 times in the last 7 days",
+        "ineligible_reason": None,
     }
+
+
+def paid_row(account_id: str, score: float) -> dict:
+    """An account on a paid plan as a run writes it: scored, but no tier, grade, reasons or PQL flag."""
+    untiered = {"tier": None, "grade": None, "is_pql": False, "first_pql_at": None, "routed_to": None}
+    quiet = {
+        "playbook": None,
+        "reasons_json": "[]",
+        "reasons_text": "",
+        "ineligible_reason": "on a paid plan",
+    }
+    return pql_row(account_id, score, "ana") | untiered | quiet
 
 
 def write_list(source_url: str, crm_url: str, rows: list[dict]) -> None:
@@ -104,6 +117,13 @@ def test_pqls_top_keeps_only_the_best(app, databases) -> None:
     result = CliRunner().invoke(app, ["pqls", "--top", "1"])
     assert result.exit_code == 0, result.output
     assert "Bolt Ltd" in result.output and "Zeta" not in result.output
+
+
+def test_pqls_never_lists_an_account_on_a_paid_plan(app, databases) -> None:
+    write_list(*databases, [pql_row("acme", 70, "ana"), paid_row("cash", 99)])
+    result = CliRunner().invoke(app, ["pqls"])
+    assert result.exit_code == 0, result.output
+    assert "Acme Ltd" in result.output and "Cash" not in result.output
 
 
 def test_pqls_for_an_owner_without_pqls_says_so(app, databases) -> None:

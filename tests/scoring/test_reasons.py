@@ -1,4 +1,5 @@
-"""Reasons are measured on the model: present, ordered, and faithful to what moves the score."""
+"""Reasons are measured on the model: present, ordered, and faithful to what moves the score; only
+eligible accounts get them."""
 
 from __future__ import annotations
 
@@ -168,6 +169,39 @@ def test_an_account_at_the_population_reference_has_no_reasons(
     explained = reasons_frame(typical, trained_model, model_settings)
     assert explained["reasons_json"].tolist() == ["[]"] * 3
     assert explained["reasons_text"].tolist() == [""] * 3
+
+
+@pytest.fixture(scope="module")
+def explained_with_paid(trained_model, paid_features, model_settings) -> pd.DataFrame:
+    return reasons_frame(paid_features[0], trained_model, model_settings)
+
+
+def test_ineligible_accounts_get_no_reasons(explained_with_paid, paid_features) -> None:
+    _, paid = paid_features
+    assert explained_with_paid.loc[paid, "reasons_json"].eq("[]").all()
+    assert explained_with_paid.loc[paid, "reasons_text"].eq("").all()
+    assert explained_with_paid.loc[~paid, "reasons_json"].ne("[]").all()
+
+
+def test_eligible_accounts_keep_the_reasons_they_had_when_every_account_was_explained(
+    explained_with_paid, trained_model, paid_features, model_settings
+) -> None:
+    features, paid = paid_features
+    everyone = reasons_frame(features.assign(is_eligible=True), trained_model, model_settings)
+    pd.testing.assert_frame_equal(explained_with_paid[~paid], everyone[~paid])
+
+
+def test_ineligible_accounts_are_never_measured(trained_model, paid_features, model_settings) -> None:
+    features, paid = paid_features
+    seen: set[str] = set()
+
+    class Watched(_ThroughFrames):
+        def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
+            seen.update(frame["account_id"])
+            return self._model.predict_proba(frame)
+
+    reasons_frame(features, Watched(trained_model), model_settings)
+    assert seen and not seen & set(features.loc[paid, "account_id"])
 
 
 class _Pricing28DaysOnly:

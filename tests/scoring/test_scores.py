@@ -1,4 +1,5 @@
-"""Score 0-100, tiers by quantile or threshold, fit sub-score and grade A-E."""
+"""Score 0-100, tiers by quantile or threshold, fit sub-score and grade A-E; only eligible accounts are
+tiered and graded."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from hypothesis import strategies as st
 from pql.config import Settings
 from pql.db import DataError
 from scoring.scores import (
+    NOT_ELIGIBLE,
     grades,
     probability_of_score,
     score_frame,
@@ -53,9 +55,17 @@ def test_quantile_tiers_hold_their_share_of_eligible_accounts() -> None:
 def test_quantile_tiers_are_cut_among_eligible_accounts_only() -> None:
     probability = np.r_[np.linspace(0.01, 0.5, 100), [0.99] * 50]
     eligible = np.r_[np.ones(100, dtype=bool), np.zeros(50, dtype=bool)]
-    assigned = tiers(probability, eligible, Settings())
-    assert (assigned[:100] == "very_high").sum() == 1
-    assert set(assigned[100:]) == {"very_high"}
+    assigned = pd.Series(tiers(probability, eligible, Settings())[:100])
+    assert assigned.value_counts().to_dict() == {"low": 70, "medium": 20, "high": 9, "very_high": 1}
+
+
+@pytest.mark.parametrize("policy", ["quantile", "threshold"])
+def test_ineligible_accounts_get_no_tier_under_either_policy(policy: str) -> None:
+    probability = np.array([0.99, 0.6, 0.3, 0.05])
+    eligible = np.array([False, True, False, True])
+    assigned = tiers(probability, eligible, _settings(tier_policy=policy))
+    assert assigned[0] is None and assigned[2] is None
+    assert assigned[1] is not None and assigned[3] is not None
 
 
 def test_quantile_tie_at_a_boundary_falls_to_the_lower_tier() -> None:
@@ -91,9 +101,49 @@ def test_grade_tells_great_fit_quiet_from_poor_fit_busy_and_ranks_both_ends() ->
     assert (great_fit_busy, great_fit_quiet, poor_fit_busy, poor_fit_quiet) == ("A", "C", "C", "E")
 
 
+def test_grades_are_cut_among_eligible_accounts_only() -> None:
+    rng = np.random.default_rng(1)
+    probability, fit = rng.uniform(0.01, 0.6, 300), rng.uniform(0.01, 0.3, 300)
+    eligible = np.arange(300) % 3 != 0
+    alongside = grades(probability, fit, eligible)
+    alone = grades(probability[eligible], fit[eligible], np.ones(eligible.sum(), dtype=bool))
+    assert alongside[eligible].tolist() == alone.tolist()
+    assert set(alongside[~eligible]) == {None}
+
+
+def test_paid_accounts_are_never_tiered_nor_graded_and_say_why(
+    trained_model, paid_features, model_settings
+) -> None:
+    features, paid = paid_features
+    scored = score_frame(features, trained_model, model_settings)
+    assert scored.loc[paid, ["tier", "grade"]].isna().all().all()
+    assert scored.loc[paid, "ineligible_reason"].eq("on a paid plan").all()
+    assert scored.loc[~paid, ["tier", "grade"]].notna().all().all()
+    assert scored.loc[~paid, "ineligible_reason"].isna().all()
+
+
+def test_ineligible_accounts_are_still_scored(trained_model, paid_features, model_settings) -> None:
+    features, paid = paid_features
+    scored = score_frame(features, trained_model, model_settings)
+    expected = trained_model.predict_proba(features)
+    np.testing.assert_allclose(scored.loc[paid, "probability"], expected[paid])
+    assert scored.loc[paid, "score"].between(0, 100).all() and scored.loc[paid, "fit_score"].notna().all()
+
+
+def test_an_account_ineligible_for_another_reason_than_its_plan_gets_a_generic_reason(
+    trained_model, scoring_features, model_settings
+) -> None:
+    features = scoring_features.head(5).assign(is_eligible=[True, False, True, True, True], plan="free")
+    scored = score_frame(features, trained_model, model_settings)
+    reasons = scored["ineligible_reason"]
+    assert reasons.iloc[1] == NOT_ELIGIBLE and reasons.drop(index=1).isna().all()
+    assert pd.isna(scored.loc[1, "tier"]) and pd.isna(scored.loc[1, "grade"])
+
+
 def test_score_frame_scores_every_account(trained_model, scoring_features, model_settings) -> None:
     scored = score_frame(scoring_features, trained_model, model_settings)
-    expected = {"account_id", "probability", "score", "tier", "fit_score", "grade", "plan", "is_eligible"}
+    expected = {"account_id", "probability", "score", "tier", "fit_score", "grade", "ineligible_reason"}
+    expected |= {"plan", "is_eligible"}
     assert expected <= set(scored.columns)
     assert scored["account_id"].tolist() == scoring_features["account_id"].tolist()
     assert scored["score"].between(0, 100).all() and scored["fit_score"].between(0, 100).all()

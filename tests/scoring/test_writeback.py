@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import sqlalchemy as sa
+from earlier_schema import create_earlier_tables
 
 from pql import bulk
 from pql.config import Settings
@@ -261,3 +262,43 @@ def test_pql_list_is_a_reps_pqls_best_first(duckdb_url, features, explained, tra
         pql_list(engine, tables, owner="ana", top=1)["account_id"].tolist()
         == anas["account_id"].head(1).tolist()
     )
+
+
+def test_an_ineligible_account_is_written_without_tier_grade_or_reasons(
+    any_db_url, paid_features, trained_model, settings
+) -> None:
+    features, paid = (part[:120] for part in paid_features)
+    engine, tables = output_db(any_db_url, settings)
+    rows = pql_rows(features, trained_model, crm_accounts(features), pd.DataFrame(), settings, DAY_1)
+    write_run(engine, tables, rows, run_for(DAY_1, "run-1", trained_model))
+    written = {
+        "scores": current_scores(engine, tables),
+        "history": table_rows(engine, tables.history).sort_values("account_id", ignore_index=True),
+    }
+    engine.dispose()
+    paid_ids = set(features.loc[paid, "account_id"])
+    for frame in written.values():
+        ineligible = frame["account_id"].isin(paid_ids).to_numpy()
+        assert frame.loc[ineligible, ["tier", "grade"]].isna().all().all()
+        assert frame.loc[ineligible, "ineligible_reason"].eq("on a paid plan").all()
+        assert frame.loc[ineligible, "reasons_json"].eq("[]").all()
+        assert frame.loc[~ineligible, "tier"].notna().all()
+        assert frame.loc[~ineligible, "ineligible_reason"].isna().all()
+
+
+def test_lists_read_from_tables_a_run_has_not_upgraded_yet(any_db_url, settings) -> None:
+    engine = create_engine(any_db_url)
+    tables = output_tables(settings.tables)
+    create_earlier_tables(engine, tables, ["acc_1"])
+    tables.runs.create(engine)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.insert(tables.runs).values(
+                run_id="run-0", kind="nightly", as_of=DAY_1, status="succeeded", started_at=DAY_1
+            )
+        )
+    read = [current_scores(engine, tables), pql_list(engine, tables), previous_scores(engine, tables, DAY_2)]
+    engine.dispose()
+    for frame in read:
+        assert frame["account_id"].tolist() == ["acc_1"] and frame["tier"].tolist() == ["high"]
+        assert frame["ineligible_reason"].isna().all()

@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 from gate_worlds import features_frame, output_rows, scores_frame
 
-from pql.config import Settings, load_settings
-from pql.validation import validate_features, validate_output, validate_scores
+from pql.config import TIERS, Settings, load_settings
+from pql.validation import frames, validate_features, validate_output, validate_scores
 
 
 def with_policy(check: str, policy: str) -> Settings:
@@ -193,6 +193,47 @@ def test_ineligible_accounts_need_no_score(settings: Settings) -> None:
         validate_scores(scores, features, settings).check("scores.one_per_eligible_account").status
         == "passed"
     )
+
+
+def _with_paid(features: pd.DataFrame, rows: slice) -> pd.DataFrame:
+    """`features` with the given rows on a paid plan, so ineligible."""
+    features.loc[rows, ["plan", "is_eligible"]] = ["paid", False]
+    return features
+
+
+def test_ineligible_accounts_scored_without_a_tier_pass(settings: Settings) -> None:
+    features = _with_paid(features_frame(settings, n=200), slice(0, 99))
+    scores = scores_frame(features, settings)
+    assert scores["tier"].isna().sum() == 100
+    result = validate_scores(scores, features, settings)
+    assert result.status == "passed", [c for c in result.checks if c.status != "passed"]
+
+
+def test_an_eligible_account_without_a_tier_fails(settings: Settings) -> None:
+    features = _with_paid(features_frame(settings), slice(0, 4))
+    scores = scores_frame(features, settings)
+    scores.loc[7, "tier"] = None
+    check = validate_scores(scores, features, settings).check("scores.tier_eligibility")
+    assert (check.status, check.rows) == ("failed", 1)
+    assert check.failures[0].examples == ("account_id=acc_7 is_eligible=True tier=null",)
+
+
+def test_an_ineligible_account_with_a_tier_fails(settings: Settings) -> None:
+    features = _with_paid(features_frame(settings), slice(0, 4))
+    scores = scores_frame(features, settings)
+    scores.loc[2, "tier"] = "high"
+    check = validate_scores(scores, features, settings).check("scores.tier_eligibility")
+    assert (check.status, check.rows) == ("failed", 1)
+    assert check.failures[0].examples == ("account_id=acc_2 is_eligible=False tier=high",)
+
+
+def test_tier_shares_count_eligible_accounts_only(settings: Settings) -> None:
+    features = _with_paid(features_frame(settings, n=200), slice(0, 99))
+    cutoffs = settings.scoring.tier_quantiles
+    shares = frames.tier_shares(
+        scores_frame(features, settings), features, TIERS, cutoffs, relative=0.25, accounts=2
+    )
+    assert shares["observed_share"].tolist() == pytest.approx([0.01, 0.10, 0.30])
 
 
 def test_an_unknown_tier_fails(settings: Settings) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import sqlalchemy as sa
+from earlier_schema import create_earlier_tables
 from gate_worlds import AS_OF, World
 
 from pql.db import create_engine
@@ -141,6 +142,14 @@ def test_crm_tables_that_do_not_exist_yet_pass(any_db_url: str, settings) -> Non
     result = validate_crm_tables(engine, output_tables(settings.tables), settings)
     engine.dispose()
     assert result.status == "passed"
+
+
+def test_crm_tables_of_the_earlier_release_pass_before_their_upgrade(any_db_url: str, settings) -> None:
+    engine = create_engine(any_db_url)
+    create_earlier_tables(engine, output_tables(settings.tables), ["acc_1"])
+    result = validate_crm_tables(engine, output_tables(settings.tables), settings)
+    engine.dispose()
+    assert result.check("crm.table_schema").status == "passed"
 
 
 def test_a_crm_table_with_a_different_schema_fails_naming_the_column(any_db_url: str, settings) -> None:
