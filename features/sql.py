@@ -2,7 +2,7 @@
 
 Time arithmetic is deliberately absent: every instant a query compares against (window starts, day
 boundaries, horizon ends) is computed in Python and bound as a parameter, so comparisons are exact to
-the microsecond on every engine and no dialect-specific date function is needed.
+the microsecond on every engine. The one date function is `utc_day`, for counting rows per day.
 """
 
 from __future__ import annotations
@@ -83,6 +83,27 @@ def _property_text_sqlite(element: property_text, compiler: sa.sql.compiler.SQLC
         else_=sa.cast(sa.func.json_extract(column, path), sa.String()),
     )
     return compiler.process(text, **kw)
+
+
+class utc_day(FunctionElement):
+    """The calendar date of a naive-UTC timestamp column (`utc_day(column)`), to group rows by day."""
+
+    type = sa.Date()
+    inherit_cache = True
+    name = "utc_day"
+
+
+@compiles(utc_day)
+def _utc_day_cast(element: utc_day, compiler: sa.sql.compiler.SQLCompiler, **kw: object) -> str:
+    (column,) = list(element.clauses)
+    return compiler.process(sa.cast(column, sa.Date()), **kw)
+
+
+@compiles(utc_day, "sqlite")
+def _utc_day_sqlite(element: utc_day, compiler: sa.sql.compiler.SQLCompiler, **kw: object) -> str:
+    # SQLite has no date type: CAST would read '2024-05-01 ...' as the number 2024.
+    (column,) = list(element.clauses)
+    return compiler.process(sa.func.date(column), **kw)
 
 
 def key_event_condition(

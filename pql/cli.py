@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from pql.commands import data, demo, demo_data, load, models, pqls, report, run
+from pql.commands import data, demo, demo_data, inspect, load, models, pqls, report, run
 
 app = typer.Typer(
     name="pql",
@@ -28,5 +28,5 @@ def main(
     """Find product-qualified leads and write them, with reasons, to the CRM."""
 
 
-for module in (demo, demo_data, load, data, models, run, pqls, report):
+for module in (demo, demo_data, load, data, inspect, models, run, pqls, report):
     module.register(app)

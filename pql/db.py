@@ -27,6 +27,17 @@ def dialect_name(url: str) -> str:
     return make_url(url).get_backend_name()
 
 
+def missing_database_file(url: str) -> Path | None:
+    """The file of an embedded (DuckDB, SQLite) database that does not exist yet; None otherwise.
+
+    Connecting would create it, so read-only commands check first."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() not in ("duckdb", "sqlite") or parsed.database in (None, "", ":memory:"):
+        return None
+    path = Path(parsed.database).expanduser()
+    return None if path.exists() else path
+
+
 def create_engine(url: str) -> sa.Engine:
     """An engine for `url`; embedded database files get their folder created first."""
     parsed = make_url(url)
