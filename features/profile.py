@@ -69,7 +69,10 @@ def _present(engine: sa.Engine, tables: SourceTables) -> set[str]:
 
 
 def check_source_tables(engine: sa.Engine, tables: SourceTables) -> None:
-    """Raise DataError naming the first contract table that is missing, or empty where data is needed."""
+    """Raise DataError naming the first contract table that is missing, or accounts when it is empty.
+
+    An empty events table is a product that logs no events (yet): its attributes and conversions can
+    still train a model, so it is profiled, not refused."""
     present = _present(engine, tables)
     for table in (tables.accounts, tables.users, tables.events, tables.plan_changes):
         if table.name not in present:
@@ -77,15 +80,13 @@ def check_source_tables(engine: sa.Engine, tables: SourceTables) -> None:
                 f"The source database has no table {table.name!r}. Run `pql init` to create the contract "
                 f"tables, then load your data (`pql load {_contract_name(tables, table)} FILE`)."
             )
-    for table in (tables.accounts, tables.events):
-        with engine.connect() as conn:
-            empty = conn.execute(sa.select(sa.literal(1)).select_from(table).limit(1)).first() is None
-        if empty:
-            name = _contract_name(tables, table)
-            raise DataError(
-                f"The table {table.name!r} is empty: there is nothing to inspect yet. Load it with "
-                f"`pql load {name} FILE` (or write a simulated world with `pql demo-data`)."
-            )
+    with engine.connect() as conn:
+        empty = conn.execute(sa.select(sa.literal(1)).select_from(tables.accounts).limit(1)).first() is None
+    if empty:
+        raise DataError(
+            f"The table {tables.accounts.name!r} is empty: there is nothing to inspect yet. Load it with "
+            "`pql load accounts FILE` (or write a simulated world with `pql demo-data`)."
+        )
 
 
 def _contract_name(tables: SourceTables, table: sa.Table) -> str:

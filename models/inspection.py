@@ -77,6 +77,13 @@ def with_plans_as_free(settings: Settings, plans: Sequence[str]) -> Settings:
     return settings.model_copy(update={"plans": free})
 
 
+# Families whose features exist only once the user declares them.
+NOTHING_DECLARED = {
+    "attributes": "none declared (add columns to tables.accounts.attributes or attribute names to "
+    "tables.account_attributes.attributes)",
+}
+
+
 @dataclass(frozen=True)
 class FamilyReport:
     """A feature family: used, partly used, left out (with reasons) or switched off in the settings."""
@@ -90,6 +97,8 @@ class FamilyReport:
     def status(self) -> str:
         if self.switched_off:
             return "switched off"
+        if not self.used and not self.left_out:
+            return "none declared"
         if not self.left_out:
             return "used"
         return "partly used" if self.used else "left out"
@@ -98,6 +107,8 @@ class FamilyReport:
         """'trial: left out: no account was ever in a trial (...)', in the reader's terms."""
         if self.switched_off:
             return f"{self.family}: switched off in features.exclude"
+        if not self.used and not self.left_out:
+            return f"{self.family}: {NOTHING_DECLARED.get(self.family, 'no feature in this family')}"
         if not self.left_out:
             return f"{self.family}: used"
         reasons = list(dict.fromkeys(self.left_out.values()))

@@ -31,8 +31,8 @@ OUTPUT_COLUMNS = ("account_id", "score", "is_pql", "routed_to", "playbook", "rea
 SCORE_COLUMNS = ("account_id", "probability", "score", "tier")
 NO_EVENTS_NOTE = (
     "the table is empty: the event checks were skipped; engagement features (activity, active users, "
-    "breadth, key events, recency, momentum) are 0 or empty for every account, so scoring uses fit, "
-    "lifecycle and user-count features only"
+    "breadth, key events, recency, momentum) are 0 or empty for every account, so the model learns "
+    "from lifecycle, fit, attribute and user-count features only"
 )
 
 

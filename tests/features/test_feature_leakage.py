@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from features.builder import build_features
 from features.reference import default_settings
 from pql.bulk import bulk_insert
-from pql.config import Settings
+from pql.config import Settings, load_settings
 from pql.schema import SourceTables
 
 LATER = AS_OF + 3 * DAY
@@ -149,3 +149,43 @@ def test_appending_any_events_at_or_after_as_of_leaves_every_feature_unchanged(
     pd.testing.assert_frame_equal(
         after[after["as_of"] == pd.Timestamp(AS_OF)].reset_index(drop=True), baseline
     )
+
+
+def test_property_filtered_key_events_at_or_after_as_of_change_no_feature(
+    duckdb_url: str, tmp_path: Path
+) -> None:
+    settings = load_settings(
+        None, key_events=[{"name": "Limit Reached", "where": {"limit": "seats"}}, "login"]
+    )
+    seats = '{"limit": "seats"}'
+    before = features_of(
+        duckdb_url, active_world().event("a1", AS_OF - DAY, "Limit Reached", "u1", seats), settings
+    )
+
+    later = active_world().event("a1", AS_OF - DAY, "Limit Reached", "u1", seats)
+    later.event("a1", AS_OF, "Limit Reached", "u1", seats).event("a2", LATER, "Limit Reached", "v1", seats)
+    after = features_of(f"duckdb:///{tmp_path / 'later.duckdb'}", later, settings)
+
+    pd.testing.assert_frame_equal(after, before)
+    assert row(before, "a1")["count_limit_reached_limit_seats_7d"] == 1
+
+
+def test_attribute_values_valid_from_as_of_or_later_change_no_feature(duckdb_url: str) -> None:
+    settings = load_settings(None, tables={"account_attributes": {"attributes": {"Seats": "numeric"}}})
+    engine, tables = load_world(duckdb_url, active_world(), settings)
+    history = pd.DataFrame(
+        {
+            "account_id": ["a1", "a1", "a1", "a2"],
+            "name": "Seats",
+            "value": ["5", "50", "500", "7"],
+            "valid_from": [AS_OF - 10 * DAY, AS_OF, LATER, AS_OF + timedelta(microseconds=1)],
+        }
+    ).astype({"valid_from": "datetime64[us]"})
+    with engine.begin() as conn:
+        bulk_insert(conn, tables.account_attributes, history)
+
+    features = build_features(engine, tables, settings, [AS_OF])
+    engine.dispose()
+
+    assert row(features, "a1")["seats"] == 5.0
+    assert pd.isna(row(features, "a2")["seats"])

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import sqlalchemy as sa
 
 from pql.bulk import bulk_insert
 from pql.config import load_settings
@@ -101,58 +100,74 @@ def _conversions(
     )
 
 
-def _events(
+def _activity(
     rng: np.random.Generator,
     accounts: pd.DataFrame,
     propensity: np.ndarray,
     names: tuple[str, ...],
     signal: tuple[str, ...],
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    users, events = [], []
+    *,
+    trial: bool,
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Users, events and plan changes, day by day: accounts keen on the product do the signal events
+    more, and the more signal events in the last 28 days, the likelier a change to paid that day."""
+    users, events, changes = [], [], []
     for k, (account_id, created) in enumerate(accounts[["account_id", "created_at"]].itertuples(index=False)):
         user_id = f"{account_id}-u1"
         users.append((user_id, account_id, created, None))
-        days = int((END - created) / DAY)
-        for day in range(days):
+        if trial and rng.random() < 0.5:
+            started = created + timedelta(days=float(rng.uniform(1, 10)))
+            changes.append((account_id, started, "free", "trial", started + 14 * DAY, None))
+        recent: list[int] = []
+        paid = False
+        for day in range(int((END - created) / DAY)):
+            done = 0
             for _ in range(rng.poisson(0.6 * np.exp(0.3 * propensity[k]))):
-                pool = signal if rng.random() < 0.15 * np.exp(propensity[k]) / 3 else names
-                name = str(rng.choice(pool))
+                keen = rng.random() < 0.1 * np.exp(propensity[k])
+                name = str(rng.choice(signal if keen else names))
+                done += name in signal
                 moment = created + timedelta(days=day, seconds=float(rng.uniform(0, 86399)))
                 events.append((user_id, account_id, name, moment, json.dumps({"source": "web"})))
+            recent = [*recent[-27:], done]
+            if not paid and rng.random() < 1 / (1 + np.exp(7.0 - 0.5 * sum(recent))):
+                paid = True
+                when = created + timedelta(days=day + 1, hours=float(rng.uniform(0, 23)))
+                if when < END:
+                    changes.append((account_id, when, "free", "paid", None, 49.0))
     users_frame = pd.DataFrame(users, columns=["user_id", "account_id", "created_at", "role"])
     events_frame = pd.DataFrame(
         events, columns=["user_id", "account_id", "event_name", "occurred_at", "properties"]
     )
     events_frame.insert(0, "event_id", [f"ev-{k:07d}" for k in range(len(events_frame))])
-    return users_frame, events_frame
+    plan_frame = pd.DataFrame(
+        changes, columns=["account_id", "changed_at", "from_plan", "to_plan", "trial_ends_at", "mrr"]
+    )
+    return users_frame, events_frame, plan_frame
+
+
+def _world(name: str, seed: int, accounts: int, names: tuple[str, ...], signal: tuple[str, ...], trial: bool):
+    rng = np.random.default_rng(seed)
+    frame, propensity = _accounts(rng, accounts)
+    users, events, changes = _activity(rng, frame, propensity, names, signal, trial=trial)
+    tables = {
+        "accounts": frame,
+        "users": users,
+        "events": events,
+        "plan_changes": changes,
+        "crm_accounts": _crm(frame),
+    }
+    return ShapeWorld(name, tables, {"key_events": list(dict.fromkeys([*signal, *names]))})
 
 
 def named_events(seed: int = 1, accounts: int = 420) -> ShapeWorld:
-    rng = np.random.default_rng(seed)
-    frame, propensity = _accounts(rng, accounts)
-    users, events = _events(rng, frame, propensity, NAMED_EVENTS, SIGNAL_EVENTS)
-    tables = {
-        "accounts": frame,
-        "users": users,
-        "events": events,
-        "plan_changes": _conversions(rng, frame, 1.6 * propensity, trial=True),
-        "crm_accounts": _crm(frame),
-    }
-    return ShapeWorld("named_events", tables, {"key_events": list(NAMED_EVENTS)})
+    names = tuple(name for name in NAMED_EVENTS if name not in SIGNAL_EVENTS)
+    return _world("named_events", seed, accounts, names, SIGNAL_EVENTS, trial=True)
 
 
 def no_trials(seed: int = 2, accounts: int = 420) -> ShapeWorld:
-    rng = np.random.default_rng(seed)
-    frame, propensity = _accounts(rng, accounts)
-    users, events = _events(rng, frame, propensity, ("login", "view_dashboard"), ("create_project",))
-    tables = {
-        "accounts": frame,
-        "users": users,
-        "events": events,
-        "plan_changes": _conversions(rng, frame, 1.6 * propensity, trial=False),
-        "crm_accounts": _crm(frame),
-    }
-    return ShapeWorld("no_trials", tables, {"key_events": ["create_project"]})
+    world = _world("no_trials", seed, accounts, ("login",), ("create_project", "view_dashboard"), trial=False)
+    world.settings["key_events"] = ["create_project"]
+    return world
 
 
 def attributes_only(seed: int = 3, accounts: int = 420) -> ShapeWorld:
@@ -247,12 +262,3 @@ def config_file(world: ShapeWorld, root: Path, url: str) -> Path:
     path = root / "pql.toml"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
-
-
-def table_rows(url: str, name: str) -> pd.DataFrame:
-    engine = create_engine(url)
-    try:
-        with engine.connect() as conn:
-            return pd.DataFrame(conn.execute(sa.text(f"SELECT * FROM {name}")).mappings().all())
-    finally:
-        engine.dispose()
