@@ -99,6 +99,21 @@ def duck(duckdb_url: str) -> Iterator[sa.Engine]:
     engine.dispose()
 
 
+def _loaded_twice(rows: list[dict], chunk_rows: int) -> tuple:
+    """The reports of loading the same events CSV twice into a fresh SQLite database."""
+    with tempfile.TemporaryDirectory() as folder:
+        settings = load_settings(None, state_dir=Path(folder))
+        path = write_csv(Path(folder) / "events.csv", rows)
+        engine = create_engine(f"sqlite:///{folder}/db.sqlite")
+        try:
+            return (
+                load(engine, settings, "events", path, chunk_rows=chunk_rows),
+                load(engine, settings, "events", path, chunk_rows=chunk_rows),
+            )
+        finally:
+            engine.dispose()
+
+
 def load(engine: sa.Engine, settings: Settings, table: str, path: Path, **kwargs):
     kwargs.setdefault("fmt", file_format(path))
     return load_file(engine, settings.tables, table, path, **kwargs)
@@ -582,17 +597,7 @@ def test_every_row_is_either_good_or_quarantined_exactly_once(rows: list[dict]) 
 def test_loaded_plus_quarantined_plus_duplicates_equals_input_rows(
     rows: list[tuple[str | None, str]], chunk_rows: int
 ) -> None:
-    with tempfile.TemporaryDirectory() as folder:
-        settings = load_settings(None, state_dir=Path(folder))
-        path = write_csv(
-            Path(folder) / "events.csv", [{**EVENT, "event_id": i, "occurred_at": t} for i, t in rows]
-        )
-        engine = create_engine(f"sqlite:///{folder}/db.sqlite")
-        try:
-            first = load(engine, settings, "events", path, chunk_rows=chunk_rows)
-            second = load(engine, settings, "events", path, chunk_rows=chunk_rows)
-        finally:
-            engine.dispose()
+    first, second = _loaded_twice([{**EVENT, "event_id": i, "occurred_at": t} for i, t in rows], chunk_rows)
     for report in (first, second):
         assert report.loaded + report.quarantined + report.duplicates == report.input_rows == len(rows)
     assert second.loaded == 0
@@ -890,17 +895,7 @@ def test_identical_rows_without_ids_are_one_event(
 def test_derived_ids_keep_loaded_plus_quarantined_plus_duplicates_equal_to_input_rows(
     rows: list[tuple[str | None, str]], chunk_rows: int
 ) -> None:
-    with tempfile.TemporaryDirectory() as folder:
-        settings = load_settings(None, state_dir=Path(folder))
-        path = write_csv(
-            Path(folder) / "events.csv", [{**NO_ID, "account_id": a, "occurred_at": t} for a, t in rows]
-        )
-        engine = create_engine(f"sqlite:///{folder}/db.sqlite")
-        try:
-            first = load(engine, settings, "events", path, chunk_rows=chunk_rows)
-            second = load(engine, settings, "events", path, chunk_rows=chunk_rows)
-        finally:
-            engine.dispose()
+    first, second = _loaded_twice([{**NO_ID, "account_id": a, "occurred_at": t} for a, t in rows], chunk_rows)
     for report in (first, second):
         assert report.loaded + report.quarantined + report.duplicates == report.input_rows == len(rows)
     good = {(a, t) for a, t in rows if a is not None and t != "bad"}
