@@ -41,6 +41,7 @@ from sklearn.calibration import CalibratedClassifierCV
 from sklearn.frozen import FrozenEstimator
 
 from features.catalog import key_event_columns, model_columns
+from models.columns import ColumnChoice
 from models.pipeline import model_pipeline
 from models.registry import LoadedModel
 from models.training import fit_columns, reference_values
@@ -152,7 +153,7 @@ def trained_model(settings: Settings, seed: int) -> LoadedModel:
         reference_values=reference_values(train, numeric, categorical),
         training_distribution={},
         conversion=calibrated(numeric, categorical),
-        fit=calibrated(*fit_columns(settings)),
+        fit=calibrated(*fit_columns(settings, ColumnChoice(numeric, categorical))),
     )
 
 
