@@ -687,10 +687,12 @@ def _epoch_stamps(raw: pd.Series, numbers: pd.Series, unit: str, label: str) -> 
 
     def sentence(value: Any) -> str:
         number = float(value)
-        year = math.floor(1970 + number * UNIT_MICROS[unit] / _MICROS_PER_YEAR)
+        years = 1970 + number * UNIT_MICROS[unit] / _MICROS_PER_YEAR
+        # A huge number overflows to infinity in microseconds: it has no year worth printing.
+        when = f"in the year {math.floor(years)}" if abs(years) < 1e9 else "astronomically far from now"
         text = (
-            f"{label}: {_shown(value)} read as epoch {UNIT_NAMES[unit]} (this column's unit) is in the "
-            f"year {year}, outside {span}"
+            f"{label}: {_shown(value)} read as epoch {UNIT_NAMES[unit]} (this column's unit) is "
+            f"{when}, outside {span}"
         )
         other = epoch_unit(abs(number))
         if other != unit and _plausible(number * UNIT_MICROS[other]):

@@ -1119,3 +1119,9 @@ def test_mapping_accepts_declared_attribute_columns_as_targets() -> None:
     }
     with pytest.raises(MappingError, match="signup_channel"):
         parse_mapping(["signup_channel=utm_source"], "accounts")
+
+
+def test_an_epoch_number_too_large_for_any_year_is_quarantined_with_a_reason() -> None:
+    reason = only_reason("events", {**EVENT, "occurred_at": 1.797693134862316e302})
+
+    assert "astronomically far from now" in reason
