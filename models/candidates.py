@@ -3,8 +3,9 @@ training window, never on the final holdout (which stays for the honest comparis
 
 A gradient-boosted pipeline wins on rich data; a regularised logistic regression often wins on small or
 sparse data (few converters, few informative columns). Each fold fits every candidate on the fold's
-training snapshots over the columns that carry information there, and scores PR-AUC on its later
-test block; the candidate with the best mean wins. When no fold inside the window can compare them
+training snapshots over the columns that carry information there, the way the final model is fitted
+(early stopping and calibration on the fold's latest snapshots), and scores PR-AUC on its later test
+block; the candidate with the best mean wins. When no fold inside the window can compare them
 (too few snapshots, or one class only), the gradient-boosted pipeline is kept and the report says so.
 """
 
@@ -21,6 +22,7 @@ from sklearn.metrics import average_precision_score
 from features.catalog import model_columns
 from models.backtest import rolling_origin_splits
 from models.baselines import logistic_pipeline
+from models.calibration import calibrated_fit
 from models.columns import usable_columns
 from models.pipeline import model_pipeline
 from pql.config import Settings
@@ -55,13 +57,14 @@ class CandidateChoice:
 
 
 def _fold_scores(train: pd.DataFrame, test: pd.DataFrame, settings: Settings) -> dict[str, float]:
+    """Each candidate fitted exactly as the final model will be (`calibrated_fit`), scored on `test`."""
     choice = usable_columns(train, *model_columns(settings), settings)
-    label = train["label"].to_numpy()
     scores = {}
     for name in settings.model.candidates:
-        make = CANDIDATES[name]
-        fitted = make(choice.numeric, choice.categorical, settings.model.seed).fit(train, label)
-        probability = fitted.predict_proba(test)[:, 1]
+        fitted = calibrated_fit(
+            train, CANDIDATES[name], choice.numeric, choice.categorical, settings.model.seed
+        )
+        probability = fitted.estimator.predict_proba(test)[:, 1]
         scores[name] = float(average_precision_score(test["label"].to_numpy(), probability))
     return scores
 
