@@ -535,16 +535,16 @@ def _allowed(loc: tuple[Any, ...]) -> str | None:
     return field.description if field is not None else None
 
 
-def password_in(url: str) -> str | None:
+def _password_in(url: str) -> str | None:
     """The password of a database URL, even one SQLAlchemy cannot parse (everything between the
     user's ':' and the last '@', so a password holding '@' is masked whole)."""
     found = re.match(r"^[^:/]*://[^:/@]*:(.*)@", url)
     return found.group(1) if found and found.group(1) else None
 
 
-def masked(text: str, url: str) -> str:
+def _masked(text: str, url: str) -> str:
     """`text` with the password of `url` replaced by ***, the way `pql.db.redacted` shows URLs."""
-    password = password_in(url)
+    password = _password_in(url)
     return text.replace(password, "***") if password else text
 
 
@@ -565,7 +565,7 @@ def _describe(error: dict[str, Any], origin: str) -> str:
     message = f"{where}: invalid value for '{key}': {error.get('input')!r} ({error['msg']})."
     message += f" Allowed: {allowed}." if allowed else ""
     value = error.get("input")
-    return masked(message, value) if key in URL_KEYS and isinstance(value, str) else message
+    return _masked(message, value) if key in URL_KEYS and isinstance(value, str) else message
 
 
 def _variable_names(model: type[BaseModel], prefix: str) -> list[str]:

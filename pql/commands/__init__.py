@@ -124,11 +124,14 @@ def cli_errors(func: F) -> F:
         ctx = kwargs.get("ctx")
         try:
             return func(*args, **kwargs)
+        # Messages quote values and data ('["invite_teammate"]'): never read as rich markup.
         except ConfigError as exc:
-            errors.print(f"[bold red]configuration error[/]\n{exc}", highlight=False, markup=True)
+            errors.print("[bold red]configuration error[/]", highlight=False)
+            errors.print(str(exc), highlight=False, markup=False)
             sys.exit(EXIT_USAGE)
         except DataError as exc:
-            errors.print(f"[bold red]run failed on data[/]\n{exc}", highlight=False)
+            errors.print("[bold red]run failed on data[/]", highlight=False)
+            errors.print(str(exc), highlight=False, markup=False)
             sys.exit(EXIT_DATA)
         except sa.exc.DBAPIError as exc:
             errors.print("[bold red]run failed on the database[/]", highlight=False)
