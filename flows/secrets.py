@@ -9,10 +9,8 @@ from __future__ import annotations
 
 from prefect.blocks.system import Secret
 
-from pql.config import ConfigError, Settings
-
-SCHEME = "prefect_secret://"
-URL_KEYS = ("source_url", "crm_url")
+from pql.config import SECRET_URL_SCHEME as SCHEME
+from pql.config import URL_KEYS, ConfigError, Settings
 
 
 def with_secret_urls(settings: Settings) -> Settings:

@@ -309,14 +309,42 @@ def _empty_state() -> dict[str, Any]:
     return {"champion": None, "stack": [], "log": []}
 
 
+def _broken_champion_file(path: Path, problem: str) -> RegistryError:
+    # `pql models promote` reads the file too, so it must be restored or moved aside first.
+    return RegistryError(
+        f"{path} {problem}. Restore it from a backup, or move it aside and run `pql models promote VERSION` "
+        "(`pql models list` shows the versions; the promotion history in the file is lost)."
+    )
+
+
+def _champion_shape_problem(state: Any) -> str | None:
+    """What makes a parsed champion.json unusable, or None: it must be an object with `champion`
+    (a version or null), `stack` (versions) and `log` (entries)."""
+    if not isinstance(state, dict):
+        return f"holds a JSON {type(state).__name__}, not an object with champion, stack and log"
+    champion, stack, log = state.get("champion"), state.get("stack", []), state.get("log", [])
+    if champion is not None and not isinstance(champion, str):
+        return f"names the champion as {champion!r}, not a version string"
+    if not isinstance(stack, list) or not all(isinstance(version, str) for version in stack):
+        return "has a stack that is not a list of versions"
+    if not isinstance(log, list):
+        return "has a log that is not a list"
+    return None
+
+
 def champion_state(root: Path) -> dict[str, Any]:
+    """The champion record of the registry (empty when there is none yet)."""
     path = root / CHAMPION_FILE
     if not path.is_file():
         return _empty_state()
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise RegistryError(f"{path} is not valid JSON ({exc}); fix it or promote a version again.") from exc
+        state = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise _broken_champion_file(path, f"is not valid JSON ({exc})") from exc
+    problem = _champion_shape_problem(state)
+    if problem:
+        raise _broken_champion_file(path, problem)
+    return {**_empty_state(), **state}
 
 
 def champion_version(root: Path) -> str | None:

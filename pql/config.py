@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import os
 import re
 import tomllib
+import types
 import unicodedata
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -22,9 +24,18 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
 CONFIG_FILE_ENV = "PQL_CONFIG"
+ENV_PREFIX = "PQL_"
+# PQL_* variables read by the CLI, the test suite, the benchmarks and the CI runner, not by Settings.
+OTHER_VARIABLES = frozenset(
+    {CONFIG_FILE_ENV, "PQL_TEST_POSTGRES_URL", "PQL_BENCH_POSTGRES_URL", "PQL_CI_PG_PORT"}
+)
+# A database URL kept in a Prefect Secret block (see flows/secrets.py), resolved when a flow starts.
+SECRET_URL_SCHEME = "prefect_secret://"
+URL_KEYS = ("source_url", "crm_url")
 DEFAULT_CONFIG_FILE = Path("pql.toml")
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
@@ -179,6 +190,19 @@ class PlansConfig(_Strict):
     free: list[str] = ["free"]
     trial: list[str] = ["trial"]
     paid: list[str] = ["paid"]
+
+    @model_validator(mode="after")
+    def _disjoint(self) -> PlansConfig:
+        # A to_plan value in two lists would make an account both converted and not.
+        for first, second in (("free", "trial"), ("free", "paid"), ("trial", "paid")):
+            shared = sorted(set(getattr(self, first)) & set(getattr(self, second)))
+            if shared:
+                values = ", ".join(repr(value) for value in shared)
+                raise ValueError(
+                    f"{values} is in both plans.{first} and plans.{second}; a plan value can mean only one "
+                    "thing: keep it in one list"
+                )
+        return self
 
 
 class FeaturesConfig(_Strict):
@@ -435,15 +459,23 @@ class Settings(BaseSettings):
     @field_validator("source_url", "crm_url")
     @classmethod
     def _parsable_url(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
+        if value is None or value.startswith(SECRET_URL_SCHEME):
+            return value
         from sqlalchemy.engine import make_url
-        from sqlalchemy.exc import ArgumentError
+        from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
         try:
-            make_url(value)
+            url = make_url(value)
         except ArgumentError as exc:
             raise ValueError("not a SQLAlchemy URL (dialect+driver://user:password@host/database)") from exc
+        try:
+            url.get_dialect()
+        except NoSuchModuleError as exc:
+            # Caught here rather than at the first connection, so a typo is a configuration error.
+            raise ValueError(
+                f"unknown database dialect or driver {url.drivername!r} (e.g. postgresql+psycopg, "
+                "duckdb, sqlite)"
+            ) from exc
         return value
 
     @classmethod
@@ -481,31 +513,128 @@ class Settings(BaseSettings):
 
 
 def _env_name(loc: tuple[Any, ...]) -> str:
-    return "PQL_" + "__".join(str(part) for part in loc).upper()
+    return ENV_PREFIX + "__".join(str(part) for part in loc).upper()
 
 
-def _allowed(loc: tuple[Any, ...]) -> str | None:
-    """The field description ('what is allowed') for a validation error location."""
+def _field_at(loc: tuple[Any, ...]) -> FieldInfo | None:
+    """The Settings field at a location (the deepest one reached: a dict field holds the rest)."""
     model: Any = Settings
     field = None
     for part in loc:
         fields = getattr(model, "model_fields", None)
         if not fields or part not in fields:
-            return field.description if field is not None else None
+            return field
         field = fields[part]
         model = field.annotation
+    return field
+
+
+def _allowed(loc: tuple[Any, ...]) -> str | None:
+    """The field description ('what is allowed') for a validation error location."""
+    field = _field_at(loc)
     return field.description if field is not None else None
+
+
+def _password_in(url: str) -> str | None:
+    """The password of a database URL, even one SQLAlchemy cannot parse (everything between the
+    user's ':' and the last '@', so a password holding '@' is masked whole)."""
+    found = re.match(r"^[^:/]*://[^:/@]*:(.*)@", url)
+    return found.group(1) if found and found.group(1) else None
+
+
+def _masked(text: str, url: str) -> str:
+    """`text` with the password of `url` replaced by ***, the way `pql.db.redacted` shows URLs."""
+    password = _password_in(url)
+    return text.replace(password, "***") if password else text
+
+
+def _origin(loc: tuple[Any, ...], origin: str) -> str:
+    """Where a bad value came from: its environment variable(s), else the file."""
+    name = _env_name(loc)
+    variables = [variable for variable in os.environ if variable.upper().startswith(name + "__")]
+    return name if name in os.environ else ", ".join(sorted(variables)) or origin
 
 
 def _describe(error: dict[str, Any], origin: str) -> str:
     loc = tuple(error["loc"])
     key = ".".join(str(part) for part in loc)
-    where = _env_name(loc) if _env_name(loc) in os.environ else origin
+    where = _origin(loc, origin)
     if error["type"] == "extra_forbidden":
         return f"{where}: unknown key '{key}'. Remove it or check its spelling against the README."
     allowed = _allowed(loc)
     message = f"{where}: invalid value for '{key}': {error.get('input')!r} ({error['msg']})."
-    return message + (f" Allowed: {allowed}." if allowed else "")
+    message += f" Allowed: {allowed}." if allowed else ""
+    value = error.get("input")
+    return _masked(message, value) if key in URL_KEYS and isinstance(value, str) else message
+
+
+def _variable_names(model: type[BaseModel], prefix: str) -> list[str]:
+    """Every environment variable name Settings reads: each field, nested models included."""
+    names = []
+    for name, field in model.model_fields.items():
+        variable = f"{prefix}{name.upper()}"
+        names.append(variable)
+        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+            names += _variable_names(field.annotation, variable + "__")
+    return names
+
+
+def _is_complex(annotation: Any) -> bool:
+    """Whether pydantic-settings reads the field's environment value as JSON (lists, tables, models)."""
+    if get_origin(annotation) in (Union, types.UnionType):
+        return any(_is_complex(arg) for arg in get_args(annotation))
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return True
+    return get_origin(annotation) in (list, dict, set, tuple)
+
+
+def _json_example(variable: str, value: str, annotation: Any) -> str:
+    if get_origin(annotation) is list:
+        items = [item.strip() for item in value.split(",") if item.strip()]
+        return f"{variable}='{json.dumps(items)}'"
+    return f'{variable}=\'{{"key": "value"}}\' (a JSON object)'
+
+
+def _dict_entry(loc: tuple[str, ...]) -> bool:
+    """Whether `loc` reaches into a table setting (PQL_MODEL__POINTS__X: an entry of model.points)."""
+    for size in range(1, len(loc)):
+        field = _field_at(loc[:size]) if _env_name(loc[:size]) in _KNOWN_VARIABLES else None
+        if field is not None and get_origin(field.annotation) is dict:
+            return True
+    return False
+
+
+def _variable_problem(variable: str, value: str) -> str | None:
+    """What is wrong with one PQL_* environment variable, or None."""
+    loc = tuple(variable.upper().removeprefix(ENV_PREFIX).lower().split("__"))
+    if _env_name(loc) not in _KNOWN_VARIABLES:
+        if _dict_entry(loc):
+            return None
+        close = difflib.get_close_matches(variable.upper(), sorted(_KNOWN_VARIABLES), n=1, cutoff=0.6)
+        hint = f" Did you mean {close[0]}?" if close else " See the Configuration section of the README."
+        return f"{variable}: unknown setting.{hint} Unset it or fix its name."
+    field = _field_at(loc)
+    if field is None or not _is_complex(field.annotation):
+        return None
+    try:
+        json.loads(value)
+    except json.JSONDecodeError:
+        return (
+            f"{variable}: {value!r} is not JSON; a list or table setting is written as JSON in the "
+            f"environment, e.g. {_json_example(variable, value, field.annotation)}."
+        )
+    return None
+
+
+def _environment_problems() -> list[str]:
+    """One message per PQL_* variable that Settings does not know or cannot read."""
+    problems = []
+    for variable, value in sorted(os.environ.items()):
+        if variable.upper().startswith(ENV_PREFIX) and variable.upper() not in OTHER_VARIABLES:
+            problem = _variable_problem(variable, value)
+            if problem:
+                problems.append(problem)
+    return problems
 
 
 def config_path(explicit: Path | None = None) -> Path | None:
@@ -517,22 +646,46 @@ def config_path(explicit: Path | None = None) -> Path | None:
     return DEFAULT_CONFIG_FILE if DEFAULT_CONFIG_FILE.exists() else None
 
 
+def _file_settings(path: Path) -> dict[str, Any]:
+    """The settings file's contents; any reason it cannot be read is a ConfigError naming it."""
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ConfigError(
+            f"{path}: configuration file not found. Create it or unset {CONFIG_FILE_ENV}."
+        ) from exc
+    except IsADirectoryError as exc:
+        raise ConfigError(f"{path}: is a folder, not a settings file. Give the path of a pql.toml.") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start}). "
+            "Save the file as UTF-8."
+        ) from exc
+    except OSError as exc:
+        raise ConfigError(
+            f"{path}: cannot be read ({exc.strerror}). Check the path and its permissions."
+        ) from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}. Fix the syntax at that line.") from exc
+
+
 def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
     """Read and validate the settings; raise ConfigError with one readable message per problem."""
     path = config_path(path)
-    data: dict[str, Any] = {}
-    if path is not None:
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError as exc:
-            raise ConfigError(
-                f"{path}: configuration file not found. Create it or unset {CONFIG_FILE_ENV}."
-            ) from exc
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path}: not valid TOML: {exc}. Fix the syntax at that line.") from exc
+    data: dict[str, Any] = _file_settings(path) if path is not None else {}
     data.update(overrides)
+    # Checked first: pydantic-settings ignores an unknown top-level variable and fails on bad JSON
+    # with a message that does not name the variable.
+    problems = _environment_problems()
+    if problems:
+        raise ConfigError("\n".join(problems))
     try:
         return Settings(**data)
     except ValidationError as exc:
         origin = str(path) if path is not None else "settings"
         raise ConfigError("\n".join(_describe(err, origin) for err in exc.errors())) from exc
+    except SettingsError as exc:
+        raise ConfigError(f"environment: {exc}. Check the PQL_* variables.") from exc
+
+
+_KNOWN_VARIABLES = frozenset(_variable_names(Settings, ENV_PREFIX))

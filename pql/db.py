@@ -23,6 +23,29 @@ def redacted(url: str | sa.URL) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
+def _first_line(text: str) -> str:
+    return next((line.strip() for line in text.splitlines() if line.strip()), "")
+
+
+def _tag_with_database(context: sa.engine.ExceptionContext) -> None:
+    """Record on a database error which database it came from and the driver's own first line, both
+    with the password masked: the CLI prints them instead of a traceback (see `failure_of`)."""
+    error, engine = context.sqlalchemy_exception, context.engine
+    if error is None or engine is None:
+        return
+    reason = _first_line(str(getattr(error, "orig", None) or error))
+    password = engine.url.password
+    error.pql_database = redacted(engine.url)  # type: ignore[attr-defined]
+    error.pql_reason = reason.replace(password, "***") if password else reason  # type: ignore[attr-defined]
+
+
+def failure_of(error: sa.exc.DBAPIError) -> tuple[str | None, str]:
+    """The database a failed statement or connection was for (password masked; None when the engine
+    was not made by `create_engine`) and the driver's message, one line."""
+    reason = getattr(error, "pql_reason", None) or _first_line(str(error.orig or error))
+    return getattr(error, "pql_database", None), reason
+
+
 def dialect_name(url: str) -> str:
     return make_url(url).get_backend_name()
 
@@ -45,10 +68,13 @@ def create_engine(url: str) -> sa.Engine:
     if backend in ("duckdb", "sqlite") and parsed.database not in (None, "", ":memory:"):
         Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
     if backend == "sqlite":
-        return sa.create_engine(url, connect_args={"timeout": 30})
-    if backend == "postgresql":
-        return sa.create_engine(url, pool_pre_ping=True)
-    return sa.create_engine(url)
+        engine = sa.create_engine(url, connect_args={"timeout": 30})
+    elif backend == "postgresql":
+        engine = sa.create_engine(url, pool_pre_ping=True)
+    else:
+        engine = sa.create_engine(url)
+    sa.event.listen(engine, "handle_error", _tag_with_database)
+    return engine
 
 
 @dataclass

@@ -30,6 +30,7 @@ import json
 import math
 import re
 import uuid
+import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -975,6 +976,11 @@ def _numbered(frame: pd.DataFrame, first_row: int) -> pd.DataFrame:
     return frame
 
 
+# What reading a damaged file raises: a truncated .gz ends in EOFError (which click would turn into a
+# bare "Aborted."), damaged deflate data in zlib.error, a bad gzip header in OSError.
+_DAMAGED = (OSError, EOFError, zlib.error)
+
+
 def _unreadable(path: Path, what: str, exc: Exception) -> DataError:
     return DataError(
         f"{path.name}: not a readable {what} file ({str(exc).strip()}). "
@@ -998,7 +1004,7 @@ def _csv_chunks(path: Path, chunk_rows: int) -> Iterator[RawChunk]:
     except pd.errors.EmptyDataError:
         yield RawChunk(pd.DataFrame(), pd.DataFrame(columns=QUARANTINE_COLUMNS), [])
         return
-    except (pd.errors.ParserError, OSError) as exc:
+    except (pd.errors.ParserError, *_DAMAGED) as exc:
         raise _unreadable(path, "CSV", exc) from exc
     first = 1
     with reader:
@@ -1007,7 +1013,7 @@ def _csv_chunks(path: Path, chunk_rows: int) -> Iterator[RawChunk]:
                 frame = next(reader)
             except StopIteration:
                 return
-            except (pd.errors.ParserError, OSError) as exc:
+            except (pd.errors.ParserError, *_DAMAGED) as exc:
                 raise _unreadable(path, "CSV", exc) from exc
             frame = _numbered(frame.astype(object), first)
             yield RawChunk(frame, pd.DataFrame(columns=QUARANTINE_COLUMNS), list(frame.columns))
@@ -1049,7 +1055,7 @@ def _json_line(line: bytes) -> dict[str, Any] | _Bad:
 def _lines(lines: Iterator[bytes], path: Path) -> Iterator[bytes]:
     try:
         yield from lines
-    except OSError as exc:  # a truncated or corrupt .gz
+    except _DAMAGED as exc:
         raise _unreadable(path, "JSON lines", exc) from exc
 
 

@@ -1125,3 +1125,28 @@ def test_an_epoch_number_too_large_for_any_year_is_quarantined_with_a_reason() -
     reason = only_reason("events", {**EVENT, "occurred_at": 1.797693134862316e302})
 
     assert "astronomically far from now" in reason
+
+
+def damaged_gzip(path: Path, damage: str) -> Path:
+    """`path` as a gzip file of many CSV rows, cut short or with its compressed data overwritten."""
+    rows = "".join(f"e{i},u{i},a{i},login,2026-01-01T00:00:00\n" for i in range(20_000))
+    data = bytearray(gzip.compress(("event_id,user_id,account_id,event_name,occurred_at\n" + rows).encode()))
+    if damage == "truncated":
+        data = data[: len(data) // 2]
+    else:
+        data[200:400] = b"\xff" * 200
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.mark.parametrize("damage", ["truncated", "overwritten"])
+@pytest.mark.parametrize("suffix", ["csv.gz", "jsonl.gz"])
+def test_load_command_exits_1_naming_a_damaged_gzip_file(
+    cli: typer.Typer, tmp_path: Path, damage: str, suffix: str
+) -> None:
+    path = damaged_gzip(tmp_path / f"events.{suffix}", damage)
+    result = CliRunner().invoke(cli, ["load", "events", str(path)])
+    assert result.exit_code == 1, result.output
+    assert f"events.{suffix}: not a readable" in result.output
+    assert "Nothing was loaded: fix the file and load it again." in result.output
+    assert "Aborted" not in result.output

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Table
 
-from pql.commands import cli_errors, console, instant_option, settings_of
+from pql.commands import cli_errors, console, instant_option, require_database_files, settings_of
 from pql.db import databases
 
 if TYPE_CHECKING:
@@ -130,6 +130,7 @@ def register(app: typer.Typer) -> None:
 
         settings = settings_of(ctx)
         end_at = instant_option(end, "--end", settings)
+        require_database_files(settings.source_database_url)
         with databases(settings) as dbs:
             outcome = train_and_register(dbs.source, dbs.source_tables, settings, end_at)
         for line in outcome_lines(outcome):
@@ -143,7 +144,7 @@ def register(app: typer.Typer) -> None:
     @models_app.command("list")
     @cli_errors
     def list_models(ctx: typer.Context) -> None:
-        """Every registered version, oldest first; * marks the champion."""
+        """List every registered version, oldest first; * marks the champion."""
         from models.registry import list_versions
 
         root = settings_of(ctx).model_registry_path
@@ -175,7 +176,7 @@ def register(app: typer.Typer) -> None:
             str | None, typer.Argument(help="A version from `pql models list` (default: the champion).")
         ] = None,
     ) -> None:
-        """A version's training window, metrics against baselines, and promotion decision."""
+        """Show a version's training window, metrics against baselines, and promotion decision."""
         from models.registry import RegistryError, champion_state, read_metadata
 
         root = settings_of(ctx).model_registry_path

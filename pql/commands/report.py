@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from pql.clock import start_of_day, today_in
-from pql.commands import cli_errors, console, instant_option, settings_of
+from pql.commands import cli_errors, console, instant_option, require_database_files, settings_of
 from pql.config import ConfigError
 from pql.db import databases
 
@@ -99,6 +99,7 @@ def register(app: typer.Typer) -> None:
         start = instant_option(since, "--since", settings) or end - timedelta(days=REPORT_DAYS)
         if start >= end:
             raise ConfigError(f"--since ({start:%Y-%m-%d}) must be before --until ({end:%Y-%m-%d}).")
+        require_database_files(settings.source_database_url, settings.crm_database_url)
         path = out or settings.state_dir / "reports" / f"pql-report-{end:%Y-%m-%d}.html"
         written = write_report(settings, since=start, until=end, out=path)
         console.print(f"report written to {written}")
@@ -116,7 +117,7 @@ def register(app: typer.Typer) -> None:
             str | None, typer.Option("--as-of", help="Judge the SLA as of this moment (default: now).")
         ] = None,
     ) -> None:
-        """Per-owner share of PQLs first touched within outcomes.sla_hours, and the overdue PQLs to act on."""
+        """Show each owner's share of PQLs first touched within outcomes.sla_hours, and the overdue PQLs."""
         from models.production.evaluation import evaluate_sla
 
         settings = settings_of(ctx)
@@ -124,6 +125,7 @@ def register(app: typer.Typer) -> None:
         start = instant_option(since, "--since", settings) or now - timedelta(
             days=settings.scoring.max_pql_age_days
         )
+        require_database_files(settings.source_database_url, settings.crm_database_url)
         with databases(settings) as dbs:
             result = evaluate_sla(dbs, settings, since=start, as_of=now)
         if not overdue:

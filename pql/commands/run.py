@@ -24,7 +24,7 @@ from rich.table import Table
 
 from pql.commands import cli_errors, console, instant_option, settings_of
 from pql.config import config_path
-from pql.db import DataError
+from pql.db import DataError, failure_of
 
 if TYPE_CHECKING:
     from flows.summary import RunSummary
@@ -90,9 +90,10 @@ def run_flow(call: Callable[[], R]) -> R:
     try:
         return call()
     except DATABASE_ERRORS as exc:
-        # The driver's own message, not SQLAlchemy's (which repeats the whole statement).
-        cause = exc.orig if isinstance(exc, sa.exc.DBAPIError) else exc
-        raise DataError(f"the run failed on a database error after its retries: {cause}") from exc
+        # The driver's own first line, not SQLAlchemy's message (which repeats the whole statement).
+        database, cause = failure_of(exc) if isinstance(exc, sa.exc.DBAPIError) else (None, exc)
+        on = f" on database {database}" if database else ""
+        raise DataError(f"the run failed on a database error{on} after its retries: {cause}") from exc
 
 
 def _fmt_count(value: int) -> str:
