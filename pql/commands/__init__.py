@@ -56,7 +56,7 @@ def cli_errors(func: F) -> F:
             errors.print(f"[bold red]configuration error[/]\n{exc}", highlight=False, markup=True)
             sys.exit(EXIT_USAGE)
         except DataError as exc:
-            errors.print(f"[bold red]run failed on data[/]\n{exc}", highlight=False)
+            errors.print(f"[bold red]{exc.heading}[/]\n{exc}", highlight=False)
             sys.exit(EXIT_DATA)
 
     return wrapper  # type: ignore[return-value]

@@ -21,7 +21,7 @@ from pql.db import DataError, redacted
 from pql.schema import ADDED_LATER, OutputTables, SourceTables, stored_columns
 from pql.validation import frames, queries
 from pql.validation.checks import check_policies
-from pql.validation.gx_runner import BatchRun, StageSuite, load_suite, run_batch, run_query, warm_up
+from pql.validation.gx_runner import BatchRun, StageSuite, load_suite, run_batch, run_query
 from pql.validation.results import StageResult, evaluate
 
 # The events window the features read: daily volumes, repeated event ids, key events, known names.
@@ -106,7 +106,6 @@ def validate_events(
     only): the stage passes, its event checks skipped, with a note saying what that means for scoring.
     A table whose events stopped still has its older rows, and fails `events.window_not_empty`.
     """
-    warm_up()  # the first gate of a run: GX loads while the database counts
     suite = load_suite("events")
     validation = settings.validation
     new_since = as_of - timedelta(days=NEW_DAYS)
