@@ -95,8 +95,6 @@ def import_run_stacks() -> None:
 def ensure_prefect_api() -> None:
     """Use the Prefect server PREFECT_API_URL names; without one, start Prefect's temporary server now,
     trying twice, so a slow start fails as one clear message rather than a traceback mid-run."""
-    import httpx
-    from prefect.server.api.server import SubprocessASGIServer
     from prefect.settings import (
         PREFECT_API_URL,
         PREFECT_SERVER_EPHEMERAL_ENABLED,
@@ -105,6 +103,9 @@ def ensure_prefect_api() -> None:
 
     if PREFECT_API_URL.value() or not PREFECT_SERVER_EPHEMERAL_ENABLED.value():
         return  # a configured server (or Prefect's own message when neither is allowed)
+    import httpx
+    from prefect.server.api.server import SubprocessASGIServer
+
     timeout = PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value()
     for _ in range(EPHEMERAL_ATTEMPTS):
         # The instance Prefect's client uses later: once it runs, the flow run connects to it.
