@@ -11,30 +11,25 @@ starts: `pql score`, a served deployment, a worker, or two Prefect servers point
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
-import json
-import os
-import socket
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from datetime import UTC, datetime
+from contextlib import AbstractContextManager, contextmanager
+from datetime import UTC
 from pathlib import Path
-from typing import IO
 
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 from pql.config import Settings
-from pql.db import DataError, redacted
+from pql.db import redacted
+from pql.locks import LockBusy, file_lock
 
 LOCK_NAME = "crm-write"
-_POLL_SECONDS = 0.2
 _LOCK_TIMEOUT_SQLSTATE = "55P03"
 
 
-class RunLockBusy(DataError):
+class RunLockBusy(LockBusy):
     """Another run holds the lock on this CRM and did not let go within the timeout."""
 
 
@@ -91,7 +86,7 @@ def run_lock(
         def busy(waited: float, holder: str) -> str:
             return _busy_message(settings, waited, holder)
 
-        lock = _file_lock(lock_file(settings, name), timeout_seconds, holder, on_wait, busy)
+        lock = _file_run_lock(lock_file(settings, name), timeout_seconds, holder, on_wait, busy)
     with lock:
         yield
 
@@ -113,7 +108,7 @@ def registry_lock(
             "Let it finish, then run again."
         )
 
-    with _file_lock(root / ".retrain.lock", timeout_seconds, holder, on_wait, busy):
+    with _file_run_lock(root / ".retrain.lock", timeout_seconds, holder, on_wait, busy):
         yield
 
 
@@ -186,56 +181,17 @@ def _wait_for_advisory_lock(
         conn.execute(sa.text("RESET lock_timeout"))
 
 
-def _file_holder(handle: IO[str]) -> str:
-    handle.seek(0)
-    try:
-        info = json.loads(handle.read() or "{}")
-    except json.JSONDecodeError:
-        info = {}
-    if not info:
-        return "holder unknown"
-    return f"held by '{info['holder']}', pid {info['pid']} on {info['host']}, since {info['since']}"
-
-
-def _claim(handle: IO[str], holder: str) -> None:
-    """Record who holds the lock, for the message another run shows while it waits."""
-    since = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-    record = {"holder": holder, "pid": os.getpid(), "host": socket.gethostname(), "since": since}
-    handle.seek(0)
-    handle.truncate()
-    handle.write(json.dumps(record))
-    handle.flush()
-
-
-@contextmanager
-def _file_lock(
+def _file_run_lock(
     path: Path,
     timeout_seconds: float,
     holder: str,
     on_wait: Callable[[str], None] | None,
     busy: Callable[[float, str], str],
-) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Opened for appending so that waiting never truncates the holder's record.
-    with open(path, "a+", encoding="utf-8") as handle:
-        started = time.monotonic()
-        while True:
-            try:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                waited = time.monotonic() - started
-                if waited >= timeout_seconds:
-                    raise RunLockBusy(busy(waited, _file_holder(handle))) from None
-                if on_wait is not None:
-                    on_wait(_waiting_message(timeout_seconds, _file_holder(handle)))
-                    on_wait = None
-                time.sleep(min(_POLL_SECONDS, timeout_seconds - waited))
-        try:
-            _claim(handle, holder)
-            yield
-        finally:
-            handle.seek(0)
-            handle.truncate()
-            handle.flush()
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+) -> AbstractContextManager[None]:
+    def waiting(holder: str) -> None:
+        if on_wait is not None:
+            on_wait(_waiting_message(timeout_seconds, holder))
+
+    return file_lock(
+        path, timeout_seconds=timeout_seconds, holder=holder, busy=busy, on_wait=waiting, error=RunLockBusy
+    )

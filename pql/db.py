@@ -17,6 +17,8 @@ from pql.schema import OutputTables, SourceTables, output_tables, source_tables
 class DataError(Exception):
     """A run that failed on its data (exit code 1); the message says what to do."""
 
+    heading = "run failed on data"  # what the command line prints above the message
+
 
 def redacted(url: str | sa.URL) -> str:
     """The URL with its password masked, for logs, artifacts and the run ledger."""

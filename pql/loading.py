@@ -18,6 +18,9 @@ Rules the loader applies (the README documents them for users):
   row, each row's id is derived from its contract values (`derived_event_ids`), so the rules above still
   hold; two rows with the same account, user, name, instant and properties are one event.
 - loaded + quarantined + duplicates == input rows, always.
+- Concurrent loads: loads into one table take turns (a PostgreSQL advisory lock keyed on the table; a
+  file lock beside an embedded database file), so a second load dedupes against what the first
+  inserted. One that waited `lock_timeout_seconds` in vain stops with a message naming the holder.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import hashlib
 import json
 import math
 import re
+import time
 import uuid
 import zlib
 from collections import Counter
@@ -45,6 +49,7 @@ import sqlalchemy as sa
 from pql.bulk import bulk_insert
 from pql.config import TablesConfig
 from pql.db import DataError
+from pql.locks import LockBusy, file_lock
 from pql.schema import create_tables, output_tables, source_tables
 
 Kind = Literal["id", "text", "json", "timestamp", "integer", "number", "boolean"]
@@ -57,6 +62,8 @@ FORMAT_SUFFIXES = {
     ".ndjson": "jsonl",
 }
 DEFAULT_CHUNK_ROWS = 100_000
+LOAD_LOCK_TIMEOUT_SECONDS = 600.0
+_LOCK_TIMEOUT_SQLSTATE = "55P03"
 ID_MAX_LENGTH = 64
 MAX_INTEGER = 2_147_483_647
 EARLIEST = datetime(1990, 1, 1)
@@ -1244,6 +1251,7 @@ def load_file(
     mapping: Mapping[str, str] | None = None,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     loaded_at: datetime | None = None,
+    lock_timeout_seconds: float = LOAD_LOCK_TIMEOUT_SECONDS,
 ) -> LoadReport:
     """Load `path` into the contract table `table`, all or nothing.
 
@@ -1251,14 +1259,110 @@ def load_file(
     the database (earlier rows of the file win, rows already in the table win) and the rest is
     inserted. Quarantined rows go to the quarantine table in the same transaction. Events without ids
     get ids derived from their rows (`derived_event_ids`).
+
+    Loads into one table take turns (`load_lock`): a load waits up to `lock_timeout_seconds` for
+    another one to finish, then raises `LoadBusy`.
     """
     loaded_at = loaded_at or datetime.now(UTC).replace(tzinfo=None)
     arguments: dict[str, Any] = {"fmt": fmt, "mapping": mapping or {}, "chunk_rows": chunk_rows}
+    target = getattr(source_tables(names), table).name
     try:
-        return _load(engine, names, table, path, loaded_at=loaded_at, derive_ids=True, **arguments)
-    except _IdsFurtherOn:
-        # Rolled back: the id column was empty in the first chunk only. Ids are required, as before.
-        return _load(engine, names, table, path, loaded_at=loaded_at, derive_ids=False, **arguments)
+        with load_lock(engine, target, timeout_seconds=lock_timeout_seconds, holder=f"pql load {path.name}"):
+            try:
+                return _load(engine, names, table, path, loaded_at=loaded_at, derive_ids=True, **arguments)
+            except _IdsFurtherOn:
+                # Rolled back: the id column was empty in the first chunk only. Ids are required, as before.
+                return _load(engine, names, table, path, loaded_at=loaded_at, derive_ids=False, **arguments)
+    except sa.exc.DBAPIError as exc:
+        raise DataError(
+            f"{table}: the database refused the load ({type(exc.orig).__name__}: {str(exc.orig).strip()}). "
+            "Nothing was written: a load is one transaction."
+        ) from exc
+
+
+class LoadBusy(LockBusy):
+    """Another load into the same table did not finish within the timeout."""
+
+
+def _load_busy_message(table: str, waited: float, holder: str) -> str:
+    return (
+        f"{table}: another load into this table is still running ({holder}); waited {waited:.0f} s. "
+        "Nothing was written. Let it finish, then load again (rows it loaded are skipped as duplicates)."
+    )
+
+
+def _embedded_file(engine: sa.Engine) -> Path | None:
+    """The database file of an embedded (DuckDB, SQLite) engine; None for a server or in memory."""
+    database = engine.url.database or ""
+    if engine.url.get_backend_name() in ("duckdb", "sqlite") and database not in ("", ":memory:"):
+        return Path(database).expanduser().resolve()
+    return None
+
+
+@contextlib.contextmanager
+def load_lock(engine: sa.Engine, table: str, *, timeout_seconds: float, holder: str) -> Iterator[None]:
+    """Hold the lock that makes loads into `table` take turns (across processes and hosts).
+
+    PostgreSQL: a session-level advisory lock keyed on the database and table, held across table
+    creation and the load's transaction. Embedded databases: an exclusive file lock beside the
+    database file, for the whole database: DuckDB lets one process at a time open the file, and a
+    SQLite writer that waits for another mid-transaction fails rather than waits. Other engines (in
+    memory, one process): nothing to serialise across processes.
+    """
+    if engine.url.get_backend_name() == "postgresql":
+        with _advisory_load_lock(engine, table, timeout_seconds, holder):
+            yield
+        return
+    database = _embedded_file(engine)
+    if database is None:
+        yield
+        return
+
+    def busy(waited: float, holder: str) -> str:
+        return _load_busy_message(table, waited, holder)
+
+    lock = database.with_name(f"{database.name}.load.lock")
+    with file_lock(lock, timeout_seconds=timeout_seconds, holder=holder, busy=busy, error=LoadBusy):
+        try:
+            yield
+        finally:
+            # Close the file before the next load may open it: DuckDB refuses a second process.
+            engine.dispose()
+
+
+def _load_lock_keys(table: str) -> dict[str, int]:
+    # Advisory locks belong to one database already: the table name is key enough.
+    digest = hashlib.sha256(f"pql:load:{table}".encode()).digest()
+    return {
+        "k1": int.from_bytes(digest[:4], "big") & 0x7FFFFFFF,
+        "k2": int.from_bytes(digest[4:8], "big") & 0x7FFFFFFF,
+    }
+
+
+@contextlib.contextmanager
+def _advisory_load_lock(engine: sa.Engine, table: str, timeout_seconds: float, holder: str) -> Iterator[None]:
+    keys = _load_lock_keys(table)
+    # Autocommit: the lock belongs to the session and must not hold a transaction open around the load's.
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(sa.text("SELECT set_config('application_name', :name, false)"), {"name": holder[:63]})
+        conn.execute(sa.text(f"SET lock_timeout = {max(1, int(timeout_seconds * 1000))}"))
+        started = time.monotonic()
+        try:
+            conn.execute(sa.text("SELECT pg_advisory_lock(:k1, :k2)"), keys)
+        except sa.exc.OperationalError as exc:
+            if getattr(exc.orig, "sqlstate", None) != _LOCK_TIMEOUT_SQLSTATE:
+                raise
+            waited = time.monotonic() - started
+            raise LoadBusy(_load_busy_message(table, waited, "another pql load")) from None
+        finally:
+            conn.execute(sa.text("RESET lock_timeout"))
+            conn.execute(sa.text("RESET application_name"))
+        try:
+            yield
+        finally:
+            # A session that broke mid-load took its lock with it; never mask the load's own error.
+            with contextlib.suppress(sa.exc.SQLAlchemyError):
+                conn.execute(sa.text("SELECT pg_advisory_unlock(:k1, :k2)"), keys)
 
 
 def _load(
@@ -1279,53 +1383,43 @@ def _load(
     target: sa.Table = getattr(sources, table)
     quarantine = output_tables(names).quarantine
     staging = _staging_table(target)
-    try:
-        create_tables(engine, sources)
-        quarantine.create(engine, checkfirst=True)
-        with engine.connect() as conn:
-            try:
-                with conn.begin():
-                    staging.create(conn)
-                    found = _stage(
-                        conn,
-                        staging,
-                        quarantine,
-                        read_chunks(path, fmt, chunk_rows),
-                        table=table,
-                        names=names,
-                        mapping=mapping,
-                        batch_id=batch_id,
-                        loaded_at=loaded_at,
-                        derive_ids=derive_ids,
+    create_tables(engine, sources)
+    quarantine.create(engine, checkfirst=True)
+    with engine.connect() as conn:
+        try:
+            with conn.begin():
+                staging.create(conn)
+                found = _stage(
+                    conn,
+                    staging,
+                    quarantine,
+                    read_chunks(path, fmt, chunk_rows),
+                    table=table,
+                    names=names,
+                    mapping=mapping,
+                    batch_id=batch_id,
+                    loaded_at=loaded_at,
+                    derive_ids=derive_ids,
+                )
+                in_file, in_table = _remove_duplicates(conn, staging, target, DEDUP_KEYS[table], found.staged)
+                columns = list(target.columns)
+                conn.execute(
+                    target.insert().from_select(
+                        columns,
+                        sa.select(*(staging.c[c.key] for c in columns)).order_by(staging.c.pql_row_number),
                     )
-                    in_file, in_table = _remove_duplicates(
-                        conn, staging, target, DEDUP_KEYS[table], found.staged
+                )
+                loaded = found.staged - in_file - in_table
+                if loaded + found.quarantined + in_file + in_table != found.input_rows:
+                    raise AssertionError(
+                        f"loaded {loaded} + quarantined {found.quarantined} + duplicates "
+                        f"{in_file + in_table} != input rows {found.input_rows}"
                     )
-                    columns = list(target.columns)
-                    conn.execute(
-                        target.insert().from_select(
-                            columns,
-                            sa.select(*(staging.c[c.key] for c in columns)).order_by(
-                                staging.c.pql_row_number
-                            ),
-                        )
-                    )
-                    loaded = found.staged - in_file - in_table
-                    if loaded + found.quarantined + in_file + in_table != found.input_rows:
-                        raise AssertionError(
-                            f"loaded {loaded} + quarantined {found.quarantined} + duplicates "
-                            f"{in_file + in_table} != input rows {found.input_rows}"
-                        )
-            finally:
-                # A temporary table dies with its connection anyway; never let cleanup mask the real error.
-                with contextlib.suppress(sa.exc.SQLAlchemyError):
-                    conn.execute(sa.schema.DropTable(staging, if_exists=True))
-                    conn.commit()
-    except sa.exc.DBAPIError as exc:
-        raise DataError(
-            f"{table}: the database refused the load ({type(exc.orig).__name__}: {str(exc.orig).strip()}). "
-            "Nothing was written: a load is one transaction."
-        ) from exc
+        finally:
+            # A temporary table dies with its connection anyway; never let cleanup mask the real error.
+            with contextlib.suppress(sa.exc.SQLAlchemyError):
+                conn.execute(sa.schema.DropTable(staging, if_exists=True))
+                conn.commit()
 
     leftovers = tuple(found.plan.leftovers(list(found.columns))) if found.plan else ()
     packing = found.plan is not None and found.plan.pack_properties

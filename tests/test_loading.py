@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import re
+import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from datetime import datetime
@@ -36,7 +39,7 @@ from pql.loading import (
     normalise,
     parse_mapping,
 )
-from pql.schema import output_tables, source_tables
+from pql.schema import create_tables, output_tables, source_tables
 
 DATA = Path(__file__).parent / "data" / "loading"
 EVENT = {
@@ -1150,3 +1153,102 @@ def test_load_command_exits_1_naming_a_damaged_gzip_file(
     assert f"events.{suffix}: not a readable" in result.output
     assert "Nothing was loaded: fix the file and load it again." in result.output
     assert "Aborted" not in result.output
+
+
+# Two `pql load` processes that start loading at the same instant: each imports pql, says it is ready,
+# then waits for the parent's go (one line on stdin), so neither has a head start.
+LOAD_ON_GO = """
+import sys
+from pql.cli import app
+print("ready", flush=True)
+sys.stdin.readline()
+app(["load", "events", sys.argv[1]])
+"""
+
+
+def _racing_loads(path: Path, source_url: str, tmp_path: Path) -> list[subprocess.CompletedProcess[str]]:
+    """Run two `pql load events PATH` processes released together; their exit codes and output."""
+    env = {**os.environ, "PQL_SOURCE_URL": source_url, "PQL_STATE_DIR": str(tmp_path / ".pql")}
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", LOAD_ON_GO, str(path)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            cwd=tmp_path,
+        )
+        for _ in range(2)
+    ]
+    for child in children:
+        assert child.stdout is not None and child.stdout.readline().strip() == "ready"
+    for child in children:
+        assert child.stdin is not None
+        child.stdin.write("go\n")
+        child.stdin.flush()
+    results = []
+    for child in children:
+        stdout, stderr = child.communicate(timeout=300)
+        results.append(subprocess.CompletedProcess(child.args, child.returncode, stdout, stderr))
+    return results
+
+
+def _event_ids(source_url: str) -> pd.Series:
+    engine = create_engine(source_url)
+    try:
+        with engine.connect() as conn:
+            return pd.read_sql(sa.text("SELECT event_id FROM events"), conn)["event_id"]
+    finally:
+        engine.dispose()
+
+
+RACED_EVENTS = 20_000
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_two_loads_of_one_file_into_postgres_at_the_same_instant_insert_each_event_once(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    path = write_csv(tmp_path / "events.csv", events(RACED_EVENTS))
+    engine = create_engine(postgres_url)
+    create_tables(engine, source_tables(load_settings(None).tables))  # the race is the load's, not DDL's
+    engine.dispose()
+    results = _racing_loads(path, postgres_url, tmp_path)
+    assert [result.returncode for result in results] == [0, 0], [result.stderr for result in results]
+    ids = _event_ids(postgres_url)
+    assert len(ids) == RACED_EVENTS
+    assert ids.is_unique
+    outputs = " ".join(flat(result.stdout) for result in results)
+    assert f"{RACED_EVENTS:,} already in the table" in outputs, outputs
+
+
+@pytest.mark.slow
+def test_two_loads_of_one_file_into_duckdb_at_the_same_instant_take_turns(
+    duckdb_url: str, tmp_path: Path
+) -> None:
+    path = write_csv(tmp_path / "events.csv", events(RACED_EVENTS))
+    results = _racing_loads(path, duckdb_url, tmp_path)
+    for result in results:
+        assert "Traceback" not in result.stderr, result.stderr
+    # DuckDB lets one process at a time open the file: the second load waits rather than being refused.
+    assert [result.returncode for result in results] == [0, 0], [result.stderr for result in results]
+    ids = _event_ids(duckdb_url)
+    assert len(ids) == RACED_EVENTS
+    assert ids.is_unique
+
+
+def test_a_load_waiting_for_another_load_into_the_table_gives_up_with_a_message(
+    duckdb_url: str, tmp_path: Path, settings: Settings
+) -> None:
+    engine = create_engine(duckdb_url)
+    path = write_csv(tmp_path / "events.csv", events(3))
+    try:
+        with (
+            pql.loading.load_lock(engine, "events", timeout_seconds=0, holder="pql load first.csv"),
+            pytest.raises(DataError, match=r"another load into this table is still running.*first\.csv"),
+        ):
+            load_file(engine, settings.tables, "events", path, fmt="csv", lock_timeout_seconds=0.3)
+    finally:
+        engine.dispose()

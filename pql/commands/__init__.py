@@ -130,7 +130,7 @@ def cli_errors(func: F) -> F:
             errors.print(str(exc), highlight=False, markup=False)
             sys.exit(EXIT_USAGE)
         except DataError as exc:
-            errors.print("[bold red]run failed on data[/]", highlight=False)
+            errors.print(f"[bold red]{exc.heading}[/]", highlight=False)
             errors.print(str(exc), highlight=False, markup=False)
             sys.exit(EXIT_DATA)
         except sa.exc.DBAPIError as exc:

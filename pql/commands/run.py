@@ -6,6 +6,7 @@ still log everything to the Prefect API (the UI shows it), but the terminal gets
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import sqlite3
@@ -37,7 +38,20 @@ QUIET_PREFECT = {
     "PREFECT_SERVER_LOGGING_LEVEL": "WARNING",
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     "DASK_LOGGING__DISTRIBUTED": "error",
+    # Prefect's default (20 s) is too short for its temporary server on a busy machine.
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
 }
+# What a run needs, imported in this order in the main thread before any thread starts: Python's import
+# lock does not make a module that one thread is still initialising safe for another, and Great
+# Expectations and Prefect both import SQLAlchemy's ORM.
+RUN_STACKS = ("sqlalchemy.orm", "great_expectations", "prefect", "prefect.logging.handlers")
+EPHEMERAL_ATTEMPTS = 2
+
+
+class PrefectApiUnavailable(DataError):
+    """Prefect's temporary API server did not start (no PREFECT_API_URL was configured)."""
+
+    heading = "run could not start"
 
 
 def quiet_prefect(*, console_level: str = "WARNING") -> None:
@@ -69,19 +83,56 @@ class _FailuresReportedByPql(logging.Filter):
         )
 
 
+def import_run_stacks() -> None:
+    """Import RUN_STACKS and build the Great Expectations context, all in the calling (main) thread."""
+    for name in RUN_STACKS:
+        importlib.import_module(name)
+    from pql.validation.gx_runner import prepare
+
+    prepare()
+
+
+def ensure_prefect_api() -> None:
+    """Use the Prefect server PREFECT_API_URL names; without one, start Prefect's temporary server now,
+    trying twice, so a slow start fails as one clear message rather than a traceback mid-run."""
+    from prefect.settings import (
+        PREFECT_API_URL,
+        PREFECT_SERVER_EPHEMERAL_ENABLED,
+        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS,
+    )
+
+    if PREFECT_API_URL.value() or not PREFECT_SERVER_EPHEMERAL_ENABLED.value():
+        return  # a configured server (or Prefect's own message when neither is allowed)
+    import httpx
+    from prefect.server.api.server import SubprocessASGIServer
+
+    timeout = PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value()
+    for _ in range(EPHEMERAL_ATTEMPTS):
+        # The instance Prefect's client uses later: once it runs, the flow run connects to it.
+        server = SubprocessASGIServer()
+        try:
+            server.start(timeout=timeout)
+            return
+        except (RuntimeError, OSError, httpx.HTTPError):
+            server.stop()  # a timed-out start leaves its process behind
+    raise PrefectApiUnavailable(
+        f"the temporary Prefect API server did not start within {timeout} s ({EPHEMERAL_ATTEMPTS} tries): "
+        "set PREFECT_API_URL to a running Prefect server, or raise "
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS."
+    )
+
+
 def run_flow(call: Callable[[], R]) -> R:
     """Call a flow (imported, so Prefect's logging is set up); a database error that outlived its
     retries becomes a failed run (exit code 1).
 
-    Great Expectations loads in the background meanwhile: starting Prefect (its local server, when no
-    API is configured) is mostly waiting, and the run's first gate then does not pay the import.
+    Everything the run imports is imported first, in the main thread (`import_run_stacks`); then the
+    Prefect API is made ready (`ensure_prefect_api`).
     """
+    import_run_stacks()
     from prefect.logging.handlers import PrefectConsoleHandler
 
-    from pql.validation.gx_runner import warm_up
-
-    warm_up()
-
+    ensure_prefect_api()
     for handler in logging.getLogger().handlers:
         if isinstance(handler, PrefectConsoleHandler) and not any(
             isinstance(existing, _FailuresReportedByPql) for existing in handler.filters

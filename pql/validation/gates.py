@@ -15,16 +15,17 @@ from typing import Any
 import pandas as pd
 import sqlalchemy as sa
 
-from features.catalog import feature_specs, model_columns
+from features.catalog import LONGEST_WINDOW_DAYS, feature_specs, model_columns
 from pql.config import TIERS, Settings
 from pql.db import DataError, redacted
 from pql.schema import ADDED_LATER, OutputTables, SourceTables, stored_columns
 from pql.validation import frames, queries
 from pql.validation.checks import check_policies
-from pql.validation.gx_runner import BatchRun, StageSuite, load_suite, run_batch, run_query, warm_up
+from pql.validation.gx_runner import BatchRun, StageSuite, load_suite, run_batch, run_query
 from pql.validation.results import StageResult, evaluate
 
-WINDOW_DAYS = 28  # the events window: daily volumes, key events, known names
+# The events window the features read: daily volumes, repeated event ids, key events, known names.
+WINDOW_DAYS = LONGEST_WINDOW_DAYS
 CHECKED_DAYS = 7  # the days whose volume is checked against the 21 days before them
 NEW_DAYS = 1  # the newest events: row-level checks
 OUTPUT_COLUMNS = ("account_id", "score", "is_pql", "routed_to", "playbook", "reasons_json")
@@ -93,9 +94,9 @@ def validate_events(
 ) -> StageResult:
     """The events before as_of, validated on database aggregates.
 
-    Daily volumes cover the 28-day window (only `occurred_at` is read); the row-level checks (ids,
-    accounts, duplicates, names, properties) cover the newest day, [as_of - 1 day, as_of): the data a
-    nightly run adds, at a 28th of the cost of the whole window.
+    Daily volumes and repeated event ids cover the 28-day window the features read (one aggregate
+    each); the other row-level checks (ids, accounts, names, properties) cover the newest day,
+    [as_of - 1 day, as_of): the data a nightly run adds, at a 28th of the cost of the whole window.
 
     `now` is the run's start (naive UTC, read once by the caller): an event later than `now` plus
     `validation.future_tolerance_minutes` is in the future. (Events between as_of and now are not:
@@ -105,10 +106,10 @@ def validate_events(
     only): the stage passes, its event checks skipped, with a note saying what that means for scoring.
     A table whose events stopped still has its older rows, and fails `events.window_not_empty`.
     """
-    warm_up()  # the first gate of a run: GX loads while the database counts
     suite = load_suite("events")
     validation = settings.validation
     new_since = as_of - timedelta(days=NEW_DAYS)
+    window_start = as_of - timedelta(days=WINDOW_DAYS)
     future_after = now + timedelta(minutes=validation.future_tolerance_minutes)
     with _connected(engine, "source") as conn:
         columns, complete = _columns_batch(suite, conn, [tables.events])
@@ -118,7 +119,9 @@ def validate_events(
             return _stage(suite, [columns], settings, complete=False, notes=[NO_EVENTS_NOTE])
         daily = queries.events_daily_counts(conn, tables, as_of, WINDOW_DAYS)
         names = queries.event_names(conn, tables, as_of, WINDOW_DAYS, new_since)
-        counts = queries.new_events_counts(conn, tables, new_since, as_of, future_after)
+        counts = queries.new_events_counts(
+            conn, tables, new_since, as_of, future_after, window_start=window_start
+        )
         properties = frames.property_numbers(queries.newest_properties(conn, tables, new_since, as_of))
         counts.insert(0, "window_events", int(daily["events"].sum()))
         parameters = {
@@ -138,7 +141,9 @@ def validate_events(
             run_batch(properties, suite.batches["properties"]),
         ]
         examples = {
-            check: queries.events_examples(conn, tables, check, new_since, as_of, future_after)
+            check: queries.events_examples(
+                conn, tables, check, new_since, as_of, future_after, window_start=window_start
+            )
             for check in batches[1].failed_checks()
         }
     return _stage(suite, batches, settings, examples=examples)

@@ -176,12 +176,11 @@ def _batch_definition() -> Any:
         return _built()
 
 
-def warm_up() -> threading.Thread:
-    """Start importing GX and building its context in the background; a gate calls this before its
-    queries, so the import (seconds, once per process) overlaps with the database's work."""
-    thread = threading.Thread(target=_batch_definition, name="pql-gx-warm-up", daemon=True)
-    thread.start()
-    return thread
+def prepare() -> None:
+    """Import GX and build the process's context now, in the calling thread: a run does this in its
+    main thread before Prefect starts any thread (a module half-imported by one thread is not safe
+    for another), so the first gate does not pay for it either."""
+    _batch_definition()
 
 
 def _gx_suite(name: str, entries: Sequence[tuple[int, ExpectationSpec]]) -> Any:

@@ -97,10 +97,17 @@ def event_names(
 
 
 def new_events_counts(
-    conn: sa.Connection, tables: SourceTables, start: datetime, end: datetime, future_after: datetime
+    conn: sa.Connection,
+    tables: SourceTables,
+    start: datetime,
+    end: datetime,
+    future_after: datetime,
+    *,
+    window_start: datetime,
 ) -> pd.DataFrame:
-    """One row over the new events, [start, end): how many, with a null id per id column, repeating an
-    event_id, of unknown accounts; and events anywhere in the table after `future_after`."""
+    """One row over the new events, [start, end): how many, with a null id per id column, of unknown
+    accounts; events repeating an event_id over the whole window [window_start, end), and their share
+    of the window's events; and events anywhere in the table after `future_after`."""
     e, a = tables.events, tables.accounts
     in_window = _in_window(tables, start, end)
     row = conn.execute(
@@ -109,7 +116,6 @@ def new_events_counts(
             sa.func.count(e.c.event_id).label("with_event_id"),
             sa.func.count(e.c.account_id).label("with_account_id"),
             sa.func.count(e.c.user_id).label("with_user_id"),
-            sa.func.count(sa.distinct(e.c.event_id)).label("distinct_event_ids"),
         ).where(in_window)
     ).one()
     unknown = _count(
@@ -119,8 +125,8 @@ def new_events_counts(
         .where(in_window, e.c.account_id.is_not(None), a.c.account_id.is_(None)),
     )
     future = _count(conn, sa.select(sa.func.count()).select_from(e).where(e.c.occurred_at > future_after))
+    window_events, duplicates = _window_duplicates(conn, tables, window_start, end)
     events = int(row.events)
-    duplicates = int(row.with_event_id - row.distinct_event_ids)
     return pd.DataFrame(
         {
             "events": [events],
@@ -128,11 +134,28 @@ def new_events_counts(
             "null_account_id": [events - int(row.with_account_id)],
             "null_user_id": [events - int(row.with_user_id)],
             "duplicate_events": [duplicates],
-            "duplicate_rate": [duplicates / events if events else 0.0],
+            "duplicate_rate": [duplicates / window_events if window_events else 0.0],
             "unknown_account_events": [unknown],
             "future_events": [future],
         }
     )
+
+
+def _window_duplicates(
+    conn: sa.Connection, tables: SourceTables, start: datetime, end: datetime
+) -> tuple[int, int]:
+    """The events in [start, end) and how many of them repeat an event_id of another one there: one
+    aggregate over the window, which is all a run reads (a day loaded twice weeks ago skews features
+    as much as one loaded twice yesterday)."""
+    e = tables.events.c
+    row = conn.execute(
+        sa.select(
+            sa.func.count().label("events"),
+            sa.func.count(e.event_id).label("with_event_id"),
+            sa.func.count(sa.distinct(e.event_id)).label("distinct_event_ids"),
+        ).where(_in_window(tables, start, end))
+    ).one()
+    return int(row.events), int(row.with_event_id - row.distinct_event_ids)
 
 
 def newest_properties(
@@ -159,8 +182,11 @@ def events_examples(
     start: datetime,
     end: datetime,
     future_after: datetime,
+    *,
+    window_start: datetime,
 ) -> list[str]:
-    """Up to EXAMPLES events (or event ids / account ids with their counts) behind a failed check."""
+    """Up to EXAMPLES events (or event ids / account ids with their counts) behind a failed check;
+    repeated event ids are looked for over the whole window [window_start, end)."""
     e, a = tables.events, tables.accounts
     in_window = _in_window(tables, start, end)
     shown = (e.c.event_id, e.c.account_id, e.c.user_id, e.c.event_name, e.c.occurred_at)
@@ -172,7 +198,7 @@ def events_examples(
     elif check == "events.duplicate_rate":
         query = (
             sa.select(e.c.event_id, n)
-            .where(in_window, e.c.event_id.is_not(None))
+            .where(_in_window(tables, window_start, end), e.c.event_id.is_not(None))
             .group_by(e.c.event_id)
             .having(sa.func.count() > 1)
             .order_by(n.desc(), e.c.event_id)

@@ -208,8 +208,24 @@ def test_a_name_seen_earlier_in_the_window_is_known(world: World) -> None:
     assert run(world).check("events.known_names").status == "passed"
 
 
-def test_row_checks_cover_the_newest_day_only(world: World) -> None:
-    older = AS_OF - timedelta(days=2)
+def test_a_duplicated_event_ten_days_before_as_of_fails_with_its_id(any_world: World) -> None:
+    older = AS_OF - timedelta(days=10)
+    any_world.insert("events", [event("acc_1", "login", older, event_id="e_old") for _ in range(3)])
+    check = run(any_world).check("events.duplicate_rate")
+    assert (check.status, check.rows) == ("failed", 2)
+    assert check.failures[0].examples == ("event_id=e_old events=3",)
+
+
+def test_a_day_loaded_twice_three_weeks_before_as_of_fails(world: World) -> None:
+    e = world.tables.events
+    day = AS_OF - timedelta(days=21)
+    in_day = sa.and_(e.c.occurred_at >= day, e.c.occurred_at < day + timedelta(days=1))
+    world.execute(e.insert().from_select(list(e.columns), sa.select(*e.columns).where(in_day)))
+    assert run(world).check("events.duplicate_rate").status == "failed"
+
+
+def test_repeated_event_ids_before_the_window_the_run_reads_pass(world: World) -> None:
+    older = AS_OF - timedelta(days=30)
     world.insert("events", [event("acc_1", "login", older, event_id="e_old") for _ in range(3)])
     assert run(world).check("events.duplicate_rate").status == "passed"
 

@@ -7,13 +7,11 @@ import pytest
 import sqlalchemy as sa
 
 from pql.db import create_engine
-from pql.validation.gx_runner import _batch_definition, load_suite, run_batch, run_query, warm_up
+from pql.validation.gx_runner import _batch_definition, load_suite, prepare, run_batch, run_query
 
 
-def test_the_context_is_built_once_and_reused_even_when_warmed_up_concurrently() -> None:
-    threads = [warm_up() for _ in range(3)]
-    for thread in threads:
-        thread.join()
+def test_the_context_is_built_once_and_reused() -> None:
+    prepare()
     assert _batch_definition() is _batch_definition()
 
 

@@ -1,0 +1,196 @@
+"""Starting a run: everything it imports is imported in the main thread before any thread starts, and
+Prefect's API is ready (a configured server, or the temporary one started with room to spare) or the
+command says in one line what to set."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from prefect.server.api.server import SubprocessASGIServer
+from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_ENABLED, temporary_settings
+
+from pql.commands.run import EPHEMERAL_ATTEMPTS, PrefectApiUnavailable, ensure_prefect_api
+
+# A run of a one-task flow, as `pql score` makes it, recording every module a thread other than the
+# main one imports (the audit hook sees each first import, in the importing thread).
+RUN_AND_REPORT_THREAD_IMPORTS = """
+import sys, threading
+off_main = []
+
+def hook(event, args):
+    if event == "import" and threading.current_thread() is not threading.main_thread():
+        off_main.append(f"{threading.current_thread().name}:{args[0]}")
+
+sys.addaudithook(hook)
+if len(sys.argv) > 1:
+    print("ready", flush=True)
+    sys.stdin.readline()
+from pql.commands.run import quiet_prefect, run_flow
+quiet_prefect()
+from prefect import flow, task
+import flows.nightly
+
+@task
+def one() -> int:
+    return 1
+
+@flow
+def tiny() -> int:
+    return one()
+
+assert run_flow(tiny) == 1
+print("\\n".join(off_main))
+"""
+# Stacks that must never be imported by a second thread while the main one imports others. (Prefect's
+# own event-loop thread imports a few anyio submodules lazily; those import nothing of these.)
+RUN_STACK_PACKAGES = ("sqlalchemy", "great_expectations", "prefect", "pql", "flows", "pandas", "numpy")
+
+
+def _environment(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {name: value for name, value in os.environ.items() if not name.startswith("PREFECT_")}
+    return {
+        **env,
+        "PREFECT_HOME": str(tmp_path / "prefect"),
+        "PQL_STATE_DIR": str(tmp_path / ".pql"),
+        **extra,
+    }
+
+
+def _off_main_stack_imports(stdout: str) -> list[str]:
+    lines = [line for line in stdout.splitlines() if ":" in line]
+    return [line for line in lines if line.split(":", 1)[1].split(".")[0] in RUN_STACK_PACKAGES]
+
+
+@pytest.mark.slow
+def test_no_thread_but_the_main_one_imports_the_run_stacks_during_a_run(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", RUN_AND_REPORT_THREAD_IMPORTS],
+        capture_output=True,
+        text=True,
+        env=_environment(tmp_path),
+        cwd=tmp_path,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    assert _off_main_stack_imports(done.stdout) == []
+
+
+# Each pair costs two full command start-ups; the structure test above is the proof, these are the smoke.
+PAIRS = 2
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("prefect_api")
+def test_runs_started_in_pairs_at_the_same_instant_never_fail_on_an_import(tmp_path: Path) -> None:
+    api_url = str(PREFECT_API_URL.value())  # the session's test server: the pairs start none of their own
+    for pair in range(PAIRS):
+        env = _environment(tmp_path / f"pair-{pair}", PREFECT_API_URL=api_url)
+        children = [
+            subprocess.Popen(
+                [sys.executable, "-c", RUN_AND_REPORT_THREAD_IMPORTS, "on-go"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=env,
+                cwd=tmp_path,
+            )
+            for _ in range(2)
+        ]
+        for child in children:
+            assert child.stdout is not None and child.stdout.readline().strip() == "ready"
+        for child in children:
+            assert child.stdin is not None
+            child.stdin.write("go\n")
+            child.stdin.flush()
+        for child in children:
+            stdout, stderr = child.communicate(timeout=600)
+            assert "ImportError" not in stderr, f"pair {pair}: {stderr}"
+            assert child.returncode == 0, f"pair {pair}: {stderr}"
+            assert _off_main_stack_imports(stdout) == [], f"pair {pair}"
+
+
+def test_a_run_that_cannot_start_prefects_server_says_what_to_set_in_one_line(tmp_path: Path) -> None:
+    # A start-up allowance of 0 s: Prefect's temporary server can never answer in time.
+    env = _environment(tmp_path, PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="0")
+    done = subprocess.run(
+        [str(Path(sys.executable).with_name("pql")), "score", "--dry-run"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=600,
+    )
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert lines[0] == "run could not start"
+    assert len(lines) == 2, done.stderr
+    assert f"did not start within 0 s ({EPHEMERAL_ATTEMPTS} tries)" in lines[1]
+    assert "PREFECT_API_URL" in lines[1] and "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS" in lines[1]
+
+
+@pytest.fixture
+def no_configured_api() -> Iterator[None]:
+    """No PREFECT_API_URL (whatever the session set), temporary servers allowed."""
+    with temporary_settings(
+        updates={PREFECT_SERVER_EPHEMERAL_ENABLED: True}, restore_defaults={PREFECT_API_URL}
+    ):
+        yield
+
+
+@pytest.fixture
+def server_starts(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Prefect's temporary server, faked: its starts and stops are recorded, never run."""
+    calls: list[str] = []
+
+    def stop(self: SubprocessASGIServer) -> None:
+        calls.append("stop")
+
+    monkeypatch.setattr(SubprocessASGIServer, "stop", stop)
+    return calls
+
+
+@pytest.mark.usefixtures("no_configured_api")
+def test_a_temporary_server_that_times_out_once_is_started_again(
+    monkeypatch: pytest.MonkeyPatch, server_starts: list[str]
+) -> None:
+    def start(self: SubprocessASGIServer, timeout: int | None = None) -> None:
+        server_starts.append("start")
+        if server_starts.count("start") == 1:
+            raise RuntimeError("Timed out while attempting to connect to ephemeral Prefect API server.")
+
+    monkeypatch.setattr(SubprocessASGIServer, "start", start)
+    ensure_prefect_api()
+    assert server_starts == ["start", "stop", "start"]
+
+
+@pytest.mark.usefixtures("no_configured_api")
+def test_a_temporary_server_that_never_starts_is_a_clear_error_after_two_tries(
+    monkeypatch: pytest.MonkeyPatch, server_starts: list[str]
+) -> None:
+    def start(self: SubprocessASGIServer, timeout: int | None = None) -> None:
+        server_starts.append("start")
+        raise RuntimeError("Timed out while attempting to connect to ephemeral Prefect API server.")
+
+    monkeypatch.setattr(SubprocessASGIServer, "start", start)
+    with pytest.raises(PrefectApiUnavailable, match="set PREFECT_API_URL to a running Prefect server"):
+        ensure_prefect_api()
+    assert server_starts == ["start", "stop"] * EPHEMERAL_ATTEMPTS
+
+
+def test_a_configured_prefect_server_is_used_as_it_is(
+    monkeypatch: pytest.MonkeyPatch, server_starts: list[str]
+) -> None:
+    def start(self: SubprocessASGIServer, timeout: int | None = None) -> None:
+        server_starts.append("start")
+
+    monkeypatch.setattr(SubprocessASGIServer, "start", start)
+    with temporary_settings(updates={PREFECT_API_URL: "http://127.0.0.1:4200/api"}):
+        ensure_prefect_api()
+    assert server_starts == []
