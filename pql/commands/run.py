@@ -144,7 +144,13 @@ def run_flow(call: Callable[[], R]) -> R:
         # The driver's own first line, not SQLAlchemy's message (which repeats the whole statement).
         database, cause = failure_of(exc) if isinstance(exc, sa.exc.DBAPIError) else (None, exc)
         on = f" on database {database}" if database else ""
-        raise DataError(f"the run failed on a database error{on} after its retries: {cause}") from exc
+        from flows.retries import is_transient
+
+        # Only transient errors are retried; saying "after its retries" of the others would mislead.
+        tried = (
+            "after its retries" if is_transient(exc) else "(not retried: it would fail the same way again)"
+        )
+        raise DataError(f"the run failed on a database error{on} {tried}: {cause}") from exc
 
 
 def _fmt_count(value: int) -> str:
