@@ -18,6 +18,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    SecretStr,
     ValidationError,
     field_validator,
     model_validator,
@@ -215,6 +216,17 @@ class ModelConfig(_Strict):
         default_factory=lambda: ["gradient_boosting", "logistic_regression"],
         min_length=1,
         description="a non-empty list of 'gradient_boosting' and 'logistic_regression'",
+    )
+    # A secret: set it through PQL_MODEL__SIGNING_KEY, not in pql.toml. SecretStr keeps it out of reprs.
+    signing_key: SecretStr | None = Field(
+        None,
+        min_length=32,
+        description="at least 32 characters (e.g. `openssl rand -hex 32`), from PQL_MODEL__SIGNING_KEY",
+    )
+    fallback: Literal["fail", "points"] = Field(
+        "fail",
+        description="'fail' or 'points': what scoring does when the registry lost the champion that "
+        "scored earlier runs",
     )
 
 
@@ -480,6 +492,10 @@ class Settings(BaseSettings):
         return ZoneInfo(self.timezone)
 
 
+# Settings that hold secrets: never printed, not even when invalid.
+SECRET_KEYS = frozenset({("model", "signing_key")})
+
+
 def _env_name(loc: tuple[Any, ...]) -> str:
     return "PQL_" + "__".join(str(part) for part in loc).upper()
 
@@ -504,7 +520,9 @@ def _describe(error: dict[str, Any], origin: str) -> str:
     if error["type"] == "extra_forbidden":
         return f"{where}: unknown key '{key}'. Remove it or check its spelling against the README."
     allowed = _allowed(loc)
-    message = f"{where}: invalid value for '{key}': {error.get('input')!r} ({error['msg']})."
+    # A rejected secret is still a secret: never echo it.
+    shown = "(hidden)" if loc in SECRET_KEYS else repr(error.get("input"))
+    message = f"{where}: invalid value for '{key}': {shown} ({error['msg']})."
     return message + (f" Allowed: {allowed}." if allowed else "")
 
 
