@@ -109,6 +109,8 @@ def print_summary(summary: RunSummary) -> None:
         " [yellow](fallback: points baseline; run `pql train`)[/]" if summary.used_fallback else ""
     )
     console.print(f"model {model}")
+    for warning in summary.model_warnings:
+        console.print(f"[bold yellow]warning:[/] {warning}")
     counts = Table(show_header=False, box=None, pad_edge=False)
     for label, value in (
         ("accounts scored", summary.accounts_scored),
