@@ -553,4 +553,8 @@ def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
         return Settings(**data)
     except ValidationError as exc:
         origin = str(path) if path is not None else "settings"
-        raise ConfigError("\n".join(_describe(err, origin) for err in exc.errors())) from exc
+        message = "\n".join(_describe(err, origin) for err in exc.errors())
+        if any(tuple(err["loc"]) in SECRET_KEYS for err in exc.errors()):
+            # pydantic's own error quotes the input: keep it out of tracebacks and flow run logs.
+            raise ConfigError(message) from None
+        raise ConfigError(message) from exc
