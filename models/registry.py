@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import io
 import json
 import math
 import os
@@ -133,20 +134,18 @@ def _canonical(meta: dict[str, Any]) -> bytes:
     ).encode("ascii")
 
 
-def signature_of(model_file: Path, meta: dict[str, Any], key: bytes) -> str:
+def signature_of(model_bytes: bytes, meta: dict[str, Any], key: bytes) -> str:
     """HMAC-SHA256 under `key` of the metadata (all but its signature) and the model file's exact bytes."""
     described = _canonical(meta)
     mac = hmac.new(key, digestmod=hashlib.sha256)
     # Lengths first, so no bytes can move between the metadata and the file and keep the signature.
-    mac.update(_SIGNED_LAYOUT + f"{len(described)} {model_file.stat().st_size}\n".encode("ascii"))
+    mac.update(_SIGNED_LAYOUT + f"{len(described)} {len(model_bytes)}\n".encode("ascii"))
     mac.update(described)
-    with model_file.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            mac.update(chunk)
+    mac.update(model_bytes)
     return mac.hexdigest()
 
 
-def signature_status(model_file: Path, meta: dict[str, Any], key: bytes | None) -> str:
+def signature_status(model_bytes: bytes, meta: dict[str, Any], key: bytes | None) -> str:
     """SIGNED (verifies under `key`), UNSIGNED, UNVERIFIED (signed, but no key given) or BAD_SIGNATURE."""
     recorded = meta.get(SIGNATURE_FIELD)
     if not isinstance(recorded, dict) or not recorded.get("hmac"):
@@ -155,7 +154,7 @@ def signature_status(model_file: Path, meta: dict[str, Any], key: bytes | None) 
         return UNVERIFIED
     if recorded.get("algorithm") != SIGNATURE_ALGORITHM:
         return BAD_SIGNATURE
-    expected = signature_of(model_file, meta, key)
+    expected = signature_of(model_bytes, meta, key)
     return SIGNED if hmac.compare_digest(expected, str(recorded["hmac"])) else BAD_SIGNATURE
 
 
@@ -197,7 +196,7 @@ def save_version(
     if key is not None:
         complete[SIGNATURE_FIELD] = {
             "algorithm": SIGNATURE_ALGORITHM,
-            "hmac": signature_of(staging / MODEL_FILE, complete, key),
+            "hmac": signature_of((staging / MODEL_FILE).read_bytes(), complete, key),
         }
     _write_json(staging / METADATA_FILE, complete)
     (staging / REPORT_FILE).write_text(report_html, encoding="utf-8")
@@ -246,7 +245,7 @@ def read_metadata(root: Path, version: str) -> dict[str, Any]:
 def version_signature(root: Path, version: str, meta: dict[str, Any], key: bytes | None) -> str:
     """The version's signature status (`signature_status`), or MISSING_FILE without its model file."""
     path = version_folder(root, version) / MODEL_FILE
-    return signature_status(path, meta, key) if path.is_file() else MISSING_FILE
+    return signature_status(path.read_bytes(), meta, key) if path.is_file() else MISSING_FILE
 
 
 def list_versions(root: Path, key: bytes | None = None) -> list[dict[str, Any]]:
@@ -277,18 +276,19 @@ def list_versions(root: Path, key: bytes | None = None) -> list[dict[str, Any]]:
     return rows
 
 
-def _model_file(root: Path, version: str) -> Path:
+def _model_bytes(root: Path, version: str) -> bytes:
+    """The model file's bytes, read once: what is verified is exactly what is unpickled."""
     path = version_folder(root, version) / MODEL_FILE
     if not path.is_file():
         raise RegistryError(f"{path} is missing; restore it from backup or retrain with `pql train`.")
-    return path
+    return path.read_bytes()
 
 
-def _check_signature(root: Path, version: str, meta: dict[str, Any], key: bytes | None) -> None:
+def _check_signature(version: str, meta: dict[str, Any], model_bytes: bytes, key: bytes | None) -> None:
     """With a key, only versions it signed load: the signature covers the pickle and its metadata."""
     if key is None:
         return
-    status = signature_status(_model_file(root, version), meta, key)
+    status = signature_status(model_bytes, meta, key)
     if status == UNSIGNED:
         raise RegistryError(
             f"Refusing to load model {version}: it is not signed, and model.signing_key "
@@ -304,9 +304,9 @@ def _check_signature(root: Path, version: str, meta: dict[str, Any], key: bytes 
         )
 
 
-def _check_checksum(root: Path, version: str, meta: dict[str, Any]) -> None:
-    path = _model_file(root, version)
-    recorded, found = meta.get("sha256"), sha256_of(path)
+def _check_checksum(root: Path, version: str, meta: dict[str, Any], model_bytes: bytes) -> None:
+    path = root / version / MODEL_FILE
+    recorded, found = meta.get("sha256"), hashlib.sha256(model_bytes).hexdigest()
     if recorded != found:
         raise RegistryError(
             f"Refusing to load model {version}: {path} does not match the sha256 in its metadata.json "
@@ -365,15 +365,22 @@ def _check_libraries(version: str, meta: dict[str, Any]) -> None:
         )
 
 
+def _verified(root: Path, version: str, settings: Settings) -> tuple[dict[str, Any], bytes]:
+    """The version's metadata and model bytes once its signature (with a key), checksum, feature list
+    and library versions all check out."""
+    meta = read_metadata(root, version)
+    model_bytes = _model_bytes(root, version)
+    _check_signature(version, meta, model_bytes, signing_key(settings))
+    _check_checksum(root, version, meta, model_bytes)
+    _check_features(version, meta, settings)
+    _check_libraries(version, meta)
+    return meta, model_bytes
+
+
 def verified_metadata(root: Path, version: str, settings: Settings) -> dict[str, Any]:
     """The version's metadata once its signature (with a key), checksum, feature list and library
     versions all check out."""
-    meta = read_metadata(root, version)
-    _check_signature(root, version, meta, signing_key(settings))
-    _check_checksum(root, version, meta)
-    _check_features(version, meta, settings)
-    _check_libraries(version, meta)
-    return meta
+    return _verified(root, version, settings)[0]
 
 
 @dataclass
@@ -414,8 +421,8 @@ class LoadedModel:
 
 def load_model(root: Path, version: str, settings: Settings) -> LoadedModel:
     """Verify, then unpickle, one version."""
-    meta = verified_metadata(root, version, settings)
-    artifact = joblib.load(_model_file(root, version))
+    meta, model_bytes = _verified(root, version, settings)
+    artifact = joblib.load(io.BytesIO(model_bytes))
     return LoadedModel(
         version=version,
         metadata=meta,

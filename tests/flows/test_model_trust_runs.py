@@ -4,7 +4,10 @@ with a warning, a forged one never runs, and a registry lost after trained model
 from __future__ import annotations
 
 import json
+import logging
+import re
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -12,6 +15,7 @@ import joblib
 import pytest
 from typer.testing import CliRunner
 
+from flows import tasks
 from models.registry import (
     DEFAULT_FALLBACK_VERSION,
     METADATA_FILE,
@@ -58,12 +62,21 @@ def score(world: World) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
-def test_an_unsigned_champion_scores_with_the_warning_in_the_output(world: World) -> None:
+def test_an_unsigned_champion_scores_with_the_warning_in_the_output_the_report_and_the_log(
+    world: World, report_of: Callable[[str, str], str], caplog: pytest.LogCaptureFixture
+) -> None:
     outcome = trained_champion(world)
+    warning = unsigned_warning(world.settings.model_registry_path)
     code, output = score(world)
     assert code == 0, output
     assert f"model {outcome.version}" in output
-    assert unsigned_warning(world.settings.model_registry_path) in output.replace("\n", "")
+    assert warning in output.replace("\n", "")
+    flow_run_id = re.search(r"Prefect flow run ([0-9a-f-]+)", output)
+    assert flow_run_id is not None
+    assert warning in report_of("nightly", flow_run_id.group(1))
+    with databases(world.settings) as dbs, caplog.at_level(logging.WARNING):
+        tasks.load_model.fn(dbs, world.settings)
+    assert warning in caplog.messages
 
 
 def test_a_forged_champion_never_runs_when_a_key_is_set(
