@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from pql.commands import cli_errors, console, instant_option, settings_of
@@ -132,7 +133,8 @@ def warn_if_unsigned(settings: Settings) -> None:
     from models.registry import signing_key, unsigned_warning
 
     if signing_key(settings) is None:
-        console.print(f"[bold yellow]warning:[/] {unsigned_warning(settings.model_registry_path)}")
+        warning = unsigned_warning(settings.model_registry_path)
+        console.print(f"[bold yellow]warning:[/] {escape(warning)}", highlight=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -20,6 +20,7 @@ import duckdb
 import psycopg
 import sqlalchemy as sa
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from pql.commands import cli_errors, console, instant_option, settings_of
@@ -110,7 +111,7 @@ def print_summary(summary: RunSummary) -> None:
     )
     console.print(f"model {model}")
     for warning in summary.model_warnings:
-        console.print(f"[bold yellow]warning:[/] {warning}")
+        console.print(f"[bold yellow]warning:[/] {escape(warning)}", highlight=False)
     counts = Table(show_header=False, box=None, pad_edge=False)
     for label, value in (
         ("accounts scored", summary.accounts_scored),
