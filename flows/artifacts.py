@@ -39,6 +39,8 @@ def _overview(summary: RunSummary) -> list[str]:
     model = f"`{summary.model_version}`"
     if summary.used_fallback:
         model += " **fallback: points baseline** (no usable champion model; run `pql train`)"
+    for warning in summary.model_warnings:
+        model += f"<br>**warning:** {warning}"
     rows = [
         ("as of (UTC)", f"{summary.as_of:%Y-%m-%d %H:%M}"),
         ("run id", f"`{summary.run_id}`" if summary.run_id else "dry run: nothing written"),

@@ -19,6 +19,7 @@ from sqlalchemy.engine import make_url
 from pql.config import Settings
 from pql.schema import OutputTables, create_tables
 from pql.validation.results import ValidationFailed
+from scoring.writeback import SUCCEEDED, SUPERSEDED
 
 RUNNING = "running"
 FAILED = "failed"
@@ -69,6 +70,26 @@ def failure_text(exc: BaseException, settings: Settings) -> str:
     """What went wrong, for the ledger and the operator: type and message, passwords masked."""
     message = str(exc).strip() or "(no message)"
     return scrubbed(f"{type(exc).__name__}: {message}", settings)[:_MAX_ERROR]
+
+
+def last_trained_model(engine: sa.Engine, tables: OutputTables) -> str | None:
+    """The trained model (not a points fallback) the latest completed run scored with; None if no run
+    ever did (a new deployment)."""
+    runs = tables.runs
+    if not sa.inspect(engine).has_table(runs.name):
+        return None
+    query = (
+        sa.select(runs.c.model_version)
+        .where(
+            runs.c.status.in_((SUCCEEDED, SUPERSEDED)),
+            runs.c.used_fallback.is_(False),
+            runs.c.model_version.is_not(None),
+        )
+        .order_by(runs.c.started_at.desc())
+        .limit(1)
+    )
+    with engine.connect() as conn:
+        return conn.execute(query).scalar_one_or_none()
 
 
 def open_run(engine: sa.Engine, tables: OutputTables, record: RunRecord) -> None:

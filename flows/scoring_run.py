@@ -28,7 +28,7 @@ def scoring_run(
     with databases(settings) as dbs, tasks.recorded(dbs, settings, run) as step:
         checks = step(tasks.validate_source, dbs, settings, run)
         features = step(tasks.build_features, dbs, settings, as_of)
-        model = step(tasks.load_model, settings)
+        model = step(tasks.load_model, dbs, settings)
         features, checks = step(tasks.validate_features, features, settings, checks, run, model)
         crm, previous = step(tasks.read_crm, dbs), step(tasks.read_previous, dbs, as_of)
         rows = step(tasks.score_accounts, features, model, crm, previous, settings, as_of)

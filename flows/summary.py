@@ -43,6 +43,7 @@ class RunSummary:
     changes: pd.DataFrame | None = field(default=None, repr=False)
     monitoring: dict[str, Any] = field(default_factory=dict)
     ineligible: int = 0
+    model_warnings: list[str] = field(default_factory=list)
 
 
 def model_report(model: ScoringModel, settings: Settings) -> str | None:
@@ -87,6 +88,7 @@ def run_summary(
     flow_run_id: str | None = None,
     changes: pd.DataFrame | None = None,
     monitoring: dict[str, Any] | None = None,
+    model_warnings: list[str] | None = None,
 ) -> RunSummary:
     """The summary of a run that produced `rows` (the output of `scoring.rows.pql_rows`).
 
@@ -120,4 +122,5 @@ def run_summary(
         monitoring=monitoring or {},
         changes=changes,
         ineligible=int(untiered.notna().sum()),
+        model_warnings=list(model_warnings or []),
     )

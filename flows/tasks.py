@@ -194,13 +194,17 @@ def validate_features(
 
 
 @step(name="load-model")
-def load_model(settings: Settings) -> LoadedModel:
-    """The champion model, or the points baseline (flagged as a fallback) when there is none."""
-    model = load_scoring_model(settings)
+def load_model(dbs: Databases, settings: Settings) -> LoadedModel:
+    """The champion model, or the points baseline (flagged as a fallback) when there is none and no
+    earlier run scored with a trained model (a registry that lost it fails the run, unless
+    `model.fallback = "points"`)."""
+    scored_before = ledger.last_trained_model(dbs.crm, dbs.output_tables)
+    model = load_scoring_model(settings, scored_before=scored_before)
+    log = _logger()
+    for line in model.warnings:
+        log.warning(line)
     if model.is_fallback:
-        _logger().warning(
-            "scoring with the points baseline (%s)", model.metadata.get("reason", model.version)
-        )
+        log.warning("scoring with the points baseline (%s)", model.metadata.get("reason", model.version))
     return model
 
 
@@ -363,6 +367,7 @@ def publish_report(
         flow_run_id=run.flow_run_id,
         changes=changes,
         monitoring=monitoring,
+        model_warnings=model.warnings,
     )
     publish_run_artifact(summary)
     return summary

@@ -6,18 +6,28 @@
     <registry>/champion.json            the champion, the promotion stack (for rollback) and a log
 
 A version is `YYYYMMDDTHHMMSSZ-<data fingerprint>`: sorting the names sorts them by creation time.
-Before unpickling, loading verifies the file's sha256, the feature list against the current catalog
-and the library versions (major.minor) it was saved with; any difference is a RegistryError saying
-what differs and what to do.
+Only names of that form, in folders that resolve inside the registry, are ever read.
+
+With `model.signing_key` set, every version is signed: an HMAC-SHA256, under that key, of its metadata
+and the exact bytes of its model file, stored in the metadata (the key never is). The sha256 alone only
+catches accidents: whoever can write the folder can rewrite it too. The key lives outside the registry,
+so a forged pickle cannot carry a valid signature.
+
+Before unpickling, loading verifies the signature (when a key is set: unsigned or tampered versions are
+refused), the file's sha256, the feature list against the current catalog and the library versions
+(major.minor) it was saved with; any difference is a RegistryError saying what differs and what to do.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
+import io
 import json
 import math
 import os
 import platform
+import re
 import shutil
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -43,6 +53,16 @@ CHECKED_LIBRARIES = ("scikit-learn", "joblib", "numpy", "pandas")
 TOO_LITTLE_DATA = "too_little_data"
 TRAINED = "trained"
 DEFAULT_FALLBACK_VERSION = "points-default"
+SIGNATURE_FIELD = "signature"
+SIGNATURE_ALGORITHM = "hmac-sha256"
+# Bumped if what is signed ever changes, so an old signature can never verify a new layout.
+_SIGNED_LAYOUT = b"pql-model-signature-v1\n"
+SIGNED = "signed"
+UNSIGNED = "unsigned"
+UNVERIFIED = "signed, no key to verify"
+BAD_SIGNATURE = "signature does not verify"
+MISSING_FILE = "model file missing"
+_VERSION_NAME = re.compile(r"^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{8}$")
 
 
 class RegistryError(DataError):
@@ -93,6 +113,51 @@ def jsonable(value: Any) -> Any:
     return value
 
 
+def signing_key(settings: Settings) -> bytes | None:
+    """The configured signing key as bytes, or None when the registry is unsigned."""
+    key = settings.model.signing_key
+    return None if key is None else key.get_secret_value().encode("utf-8")
+
+
+def unsigned_warning(root: Path) -> str:
+    """The line every load of an unsigned registry prints and logs."""
+    return (
+        f"registry is unsigned: anyone who can write {root} can run code as pql; set PQL_MODEL__SIGNING_KEY"
+    )
+
+
+def _canonical(meta: dict[str, Any]) -> bytes:
+    """The metadata as signed: every field but the signature, in one fixed JSON spelling."""
+    unsigned = {key: value for key, value in meta.items() if key != SIGNATURE_FIELD}
+    return json.dumps(
+        jsonable(unsigned), sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
+    ).encode("ascii")
+
+
+def signature_of(model_bytes: bytes, meta: dict[str, Any], key: bytes) -> str:
+    """HMAC-SHA256 under `key` of the metadata (all but its signature) and the model file's exact bytes."""
+    described = _canonical(meta)
+    mac = hmac.new(key, digestmod=hashlib.sha256)
+    # Lengths first, so no bytes can move between the metadata and the file and keep the signature.
+    mac.update(_SIGNED_LAYOUT + f"{len(described)} {len(model_bytes)}\n".encode("ascii"))
+    mac.update(described)
+    mac.update(model_bytes)
+    return mac.hexdigest()
+
+
+def signature_status(model_bytes: bytes, meta: dict[str, Any], key: bytes | None) -> str:
+    """SIGNED (verifies under `key`), UNSIGNED, UNVERIFIED (signed, but no key given) or BAD_SIGNATURE."""
+    recorded = meta.get(SIGNATURE_FIELD)
+    if not isinstance(recorded, dict) or not recorded.get("hmac"):
+        return UNSIGNED
+    if key is None:
+        return UNVERIFIED
+    if recorded.get("algorithm") != SIGNATURE_ALGORITHM:
+        return BAD_SIGNATURE
+    expected = signature_of(model_bytes, meta, key)
+    return SIGNED if hmac.compare_digest(expected, str(recorded["hmac"])) else BAD_SIGNATURE
+
+
 def _write_json(path: Path, payload: dict[str, Any]) -> None:
     """Write through a temporary file and rename, so readers never see half a file."""
     temporary = path.with_name(f".{path.name}.tmp")
@@ -101,11 +166,18 @@ def _write_json(path: Path, payload: dict[str, Any]) -> None:
 
 
 def save_version(
-    root: Path, version: str, artifact: dict[str, Any], metadata: dict[str, Any], report_html: str
+    root: Path,
+    version: str,
+    artifact: dict[str, Any],
+    metadata: dict[str, Any],
+    report_html: str,
+    *,
+    key: bytes | None = None,
 ) -> Path:
-    """Write the three files into `<root>/<version>/` all at once (a folder renamed into place)."""
+    """Write the three files into `<root>/<version>/` all at once (a folder renamed into place), the
+    metadata signed under `key` when one is given."""
     root.mkdir(parents=True, exist_ok=True)
-    final = root / version
+    final = version_folder(root, version)
     if final.exists():
         raise RegistryError(
             f"Model version {version} already exists in {root}; train again to get a new one."
@@ -120,14 +192,44 @@ def save_version(
         "libraries": library_versions(),
         "sha256": sha256_of(staging / MODEL_FILE),
     }
+    complete.pop(SIGNATURE_FIELD, None)
+    if key is not None:
+        complete[SIGNATURE_FIELD] = {
+            "algorithm": SIGNATURE_ALGORITHM,
+            "hmac": signature_of((staging / MODEL_FILE).read_bytes(), complete, key),
+        }
     _write_json(staging / METADATA_FILE, complete)
     (staging / REPORT_FILE).write_text(report_html, encoding="utf-8")
     os.replace(staging, final)
     return final
 
 
+def _inside(root: Path, path: Path) -> bool:
+    return path.resolve().is_relative_to(root.resolve())
+
+
+def version_folder(root: Path, version: str) -> Path:
+    """`<root>/<version>`, once the name is one the registry generates and the folder resolves inside
+    the registry; anything else (`../elsewhere`, an absolute path, a symlink out) is refused."""
+    if not isinstance(version, str) or not _VERSION_NAME.match(version):
+        raise RegistryError(
+            f"Refusing model version {version!r}: not a registry version name (YYYYMMDDTHHMMSSZ-<8 hex "
+            f"digits>), so it could point outside {root}. Check {root / CHAMPION_FILE} and "
+            "`pql models list`; promote a listed version with `pql models promote VERSION`."
+        )
+    folder = root / version
+    for path in (folder, folder / METADATA_FILE, folder / MODEL_FILE):
+        if path.exists() and not _inside(root, path):
+            raise RegistryError(
+                f"Refusing model version {version}: {path} resolves to {path.resolve()}, outside the "
+                f"registry {root.resolve()} (a symbolic link). Replace the link with the version's own "
+                "files, or retrain with `pql train`."
+            )
+    return folder
+
+
 def read_metadata(root: Path, version: str) -> dict[str, Any]:
-    path = root / version / METADATA_FILE
+    path = version_folder(root, version) / METADATA_FILE
     if not path.is_file():
         raise RegistryError(
             f"No model version {version} in {root}. `pql models list` shows the versions there."
@@ -140,13 +242,20 @@ def read_metadata(root: Path, version: str) -> dict[str, Any]:
         ) from exc
 
 
-def list_versions(root: Path) -> list[dict[str, Any]]:
-    """Every complete version, oldest first, with the fields worth a glance."""
+def version_signature(root: Path, version: str, meta: dict[str, Any], key: bytes | None) -> str:
+    """The version's signature status (`signature_status`), or MISSING_FILE without its model file."""
+    path = version_folder(root, version) / MODEL_FILE
+    return signature_status(path.read_bytes(), meta, key) if path.is_file() else MISSING_FILE
+
+
+def list_versions(root: Path, key: bytes | None = None) -> list[dict[str, Any]]:
+    """Every complete version, oldest first, with the fields worth a glance (the signature checked
+    under `key`)."""
     if not root.is_dir():
         return []
     champion = champion_version(root)
     rows = []
-    folders = (p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    folders = (p for p in root.iterdir() if p.is_dir() and _VERSION_NAME.match(p.name))
     for folder in sorted(p for p in folders if (p / METADATA_FILE).is_file()):
         meta = read_metadata(root, folder.name)
         holdout = meta.get("metrics", {}).get("holdout", {})
@@ -161,16 +270,43 @@ def list_versions(root: Path) -> list[dict[str, Any]]:
                 "pr_auc_points": holdout.get("points", {}).get("pr_auc"),
                 "promoted": meta.get("promotion", {}).get("promoted"),
                 "reason": meta.get("promotion", {}).get("reason"),
+                "signature": version_signature(root, folder.name, meta, key),
             }
         )
     return rows
 
 
-def _check_checksum(root: Path, version: str, meta: dict[str, Any]) -> None:
-    path = root / version / MODEL_FILE
+def _model_bytes(root: Path, version: str) -> bytes:
+    """The model file's bytes, read once: what is verified is exactly what is unpickled."""
+    path = version_folder(root, version) / MODEL_FILE
     if not path.is_file():
         raise RegistryError(f"{path} is missing; restore it from backup or retrain with `pql train`.")
-    recorded, found = meta.get("sha256"), sha256_of(path)
+    return path.read_bytes()
+
+
+def _check_signature(version: str, meta: dict[str, Any], model_bytes: bytes, key: bytes | None) -> None:
+    """With a key, only versions it signed load: the signature covers the pickle and its metadata."""
+    if key is None:
+        return
+    status = signature_status(model_bytes, meta, key)
+    if status == UNSIGNED:
+        raise RegistryError(
+            f"Refusing to load model {version}: it is not signed, and model.signing_key "
+            "(PQL_MODEL__SIGNING_KEY) is set, so only signed models load. Retrain with `pql train` to "
+            "register a signed version, or restore this version's files from a backup that was signed."
+        )
+    if status != SIGNED:
+        raise RegistryError(
+            f"Refusing to load model {version}: its signature does not verify with the current signing "
+            f"key: {MODEL_FILE} or {METADATA_FILE} changed after the registry signed them (or another "
+            "key signed them). Restore the version's files from backup (or the key that signed them), or "
+            "retrain with `pql train`; never load a pickle you did not write."
+        )
+
+
+def _check_checksum(root: Path, version: str, meta: dict[str, Any], model_bytes: bytes) -> None:
+    path = root / version / MODEL_FILE
+    recorded, found = meta.get("sha256"), hashlib.sha256(model_bytes).hexdigest()
     if recorded != found:
         raise RegistryError(
             f"Refusing to load model {version}: {path} does not match the sha256 in its metadata.json "
@@ -229,13 +365,22 @@ def _check_libraries(version: str, meta: dict[str, Any]) -> None:
         )
 
 
-def verified_metadata(root: Path, version: str, settings: Settings) -> dict[str, Any]:
-    """The version's metadata once its checksum, feature list and library versions all check out."""
+def _verified(root: Path, version: str, settings: Settings) -> tuple[dict[str, Any], bytes]:
+    """The version's metadata and model bytes once its signature (with a key), checksum, feature list
+    and library versions all check out."""
     meta = read_metadata(root, version)
-    _check_checksum(root, version, meta)
+    model_bytes = _model_bytes(root, version)
+    _check_signature(version, meta, model_bytes, signing_key(settings))
+    _check_checksum(root, version, meta, model_bytes)
     _check_features(version, meta, settings)
     _check_libraries(version, meta)
-    return meta
+    return meta, model_bytes
+
+
+def verified_metadata(root: Path, version: str, settings: Settings) -> dict[str, Any]:
+    """The version's metadata once its signature (with a key), checksum, feature list and library
+    versions all check out."""
+    return _verified(root, version, settings)[0]
 
 
 @dataclass
@@ -251,6 +396,8 @@ class LoadedModel:
     training_distribution: dict[str, list[float]]
     conversion: Any = field(repr=False)
     fit: Any = field(default=None, repr=False)
+    # What every run that scores with it must say (an unsigned registry).
+    warnings: list[str] = field(default_factory=list)
 
     def predict_proba(self, features: pd.DataFrame) -> np.ndarray:
         """Probability of converting within the horizon, one per row."""
@@ -274,8 +421,8 @@ class LoadedModel:
 
 def load_model(root: Path, version: str, settings: Settings) -> LoadedModel:
     """Verify, then unpickle, one version."""
-    meta = verified_metadata(root, version, settings)
-    artifact = joblib.load(root / version / MODEL_FILE)
+    meta, model_bytes = _verified(root, version, settings)
+    artifact = joblib.load(io.BytesIO(model_bytes))
     return LoadedModel(
         version=version,
         metadata=meta,
@@ -286,6 +433,7 @@ def load_model(root: Path, version: str, settings: Settings) -> LoadedModel:
         training_distribution={k: list(v) for k, v in meta.get("training_distribution", {}).items()},
         conversion=artifact["conversion"],
         fit=artifact.get("fit"),
+        warnings=[] if signing_key(settings) else [unsigned_warning(root)],
     )
 
 
@@ -335,10 +483,18 @@ def _champion_shape_problem(state: Any) -> str | None:
 def champion_state(root: Path) -> dict[str, Any]:
     """The champion record of the registry (empty when there is none yet)."""
     path = root / CHAMPION_FILE
-    if not path.is_file():
-        return _empty_state()
     try:
-        state = json.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return _empty_state()
+    except OSError as exc:
+        # Unreadable is not absent: scoring must not fall back to the points baseline over it.
+        raise RegistryError(
+            f"Cannot read the model registry's {path} ({exc.strerror or exc}); give the user running pql "
+            "read access to the registry, or restore it."
+        ) from exc
+    try:
+        state = json.loads(text)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise _broken_champion_file(path, f"is not valid JSON ({exc})") from exc
     problem = _champion_shape_problem(state)
@@ -399,16 +555,31 @@ def rollback(
     return state["champion"]
 
 
-def load_scoring_model(settings: Settings) -> LoadedModel:
+def load_scoring_model(settings: Settings, *, scored_before: str | None = None) -> LoadedModel:
     """The champion, verified; the points baseline (is_fallback=True) when there is no champion yet.
 
     A champion marked too-little-data is itself a points baseline and loads as one. A champion that
-    fails verification raises: scoring never silently swaps models.
+    fails verification raises: scoring never silently swaps models. `scored_before` is the trained
+    model earlier runs scored with (from the CRM's ledger): with it, a missing champion means the
+    registry was lost, which raises unless `model.fallback = "points"`.
     """
     root = settings.model_registry_path
     version = champion_version(root)
-    if version is None:
+    if version is not None:
+        return load_model(root, version, settings)
+    if scored_before is None:
         return default_points_model(
             settings, f"no champion model in {root}: scoring with the points baseline. Run `pql train`."
         )
-    return load_model(root, version, settings)
+    if settings.model.fallback == "fail":
+        raise RegistryError(
+            f"No champion model in {root}, but earlier runs scored with trained model {scored_before} "
+            "(pql_runs): the registry was deleted, moved or emptied. Restore it (or point registry_path "
+            "at it) or retrain with `pql train`; to score with the points baseline meanwhile, set "
+            'model.fallback = "points" (PQL_MODEL__FALLBACK=points).'
+        )
+    return default_points_model(
+        settings,
+        f"no champion model in {root} although earlier runs scored with {scored_before}: scoring with "
+        'the points baseline as model.fallback = "points" allows. Restore the registry or run `pql train`.',
+    )

@@ -54,6 +54,7 @@ from models.registry import (
     promote,
     read_metadata,
     save_version,
+    signing_key,
 )
 from models.report import ReportData, render_fallback_report, render_report
 from pql.config import Settings
@@ -462,7 +463,12 @@ def _register_too_little_data(
         ).isoformat()
     version = meta["version"]
     path = save_version(
-        root, version, {"conversion": points, "fit": None}, meta, render_fallback_report(meta)
+        root,
+        version,
+        {"conversion": points, "fit": None},
+        meta,
+        render_fallback_report(meta),
+        key=signing_key(settings),
     )
     if promoted:
         promote(root, version, settings, reason=decision, action="fallback")
@@ -587,7 +593,7 @@ def train_on_frame(
     meta["timings_s"] = timings
     root = settings.model_registry_path
     artifact = {"conversion": fitted.model.estimator, "fit": fitted.fit.estimator if fitted.fit else None}
-    path = save_version(root, meta["version"], artifact, meta, report)
+    path = save_version(root, meta["version"], artifact, meta, report, key=signing_key(settings))
     if promoted:
         promote(root, meta["version"], settings, reason=reason, action="auto-promote")
     summary = {**_summary(metrics), "model_choice": _choice_line(candidate.describe())}

@@ -20,6 +20,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    SecretStr,
     ValidationError,
     field_validator,
     model_validator,
@@ -239,6 +240,17 @@ class ModelConfig(_Strict):
         default_factory=lambda: ["gradient_boosting", "logistic_regression"],
         min_length=1,
         description="a non-empty list of 'gradient_boosting' and 'logistic_regression'",
+    )
+    # A secret: set it through PQL_MODEL__SIGNING_KEY, not in pql.toml. SecretStr keeps it out of reprs.
+    signing_key: SecretStr | None = Field(
+        None,
+        min_length=32,
+        description="at least 32 characters (e.g. `openssl rand -hex 32`), from PQL_MODEL__SIGNING_KEY",
+    )
+    fallback: Literal["fail", "points"] = Field(
+        "fail",
+        description="'fail' or 'points': what scoring does when the registry lost the champion that "
+        "scored earlier runs",
     )
 
 
@@ -512,6 +524,10 @@ class Settings(BaseSettings):
         return ZoneInfo(self.timezone)
 
 
+# Settings that hold secrets: never printed, not even when invalid.
+SECRET_KEYS = frozenset({("model", "signing_key")})
+
+
 def _env_name(loc: tuple[Any, ...]) -> str:
     return ENV_PREFIX + "__".join(str(part) for part in loc).upper()
 
@@ -562,7 +578,9 @@ def _describe(error: dict[str, Any], origin: str) -> str:
     if error["type"] == "extra_forbidden":
         return f"{where}: unknown key '{key}'. Remove it or check its spelling against the README."
     allowed = _allowed(loc)
-    message = f"{where}: invalid value for '{key}': {error.get('input')!r} ({error['msg']})."
+    # A rejected secret is still a secret: never echo it.
+    shown = "(hidden)" if loc in SECRET_KEYS else repr(error.get("input"))
+    message = f"{where}: invalid value for '{key}': {shown} ({error['msg']})."
     message += f" Allowed: {allowed}." if allowed else ""
     value = error.get("input")
     return _masked(message, value) if key in URL_KEYS and isinstance(value, str) else message
@@ -683,7 +701,11 @@ def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
         return Settings(**data)
     except ValidationError as exc:
         origin = str(path) if path is not None else "settings"
-        raise ConfigError("\n".join(_describe(err, origin) for err in exc.errors())) from exc
+        message = "\n".join(_describe(err, origin) for err in exc.errors())
+        if any(tuple(err["loc"]) in SECRET_KEYS for err in exc.errors()):
+            # pydantic's own error quotes the input: keep it out of tracebacks and flow run logs.
+            raise ConfigError(message) from None
+        raise ConfigError(message) from exc
     except SettingsError as exc:
         raise ConfigError(f"environment: {exc}. Check the PQL_* variables.") from exc
 

@@ -86,6 +86,23 @@ def test_a_bad_environment_value_names_the_variable(monkeypatch: pytest.MonkeyPa
         load_settings()
 
 
+def test_the_signing_key_is_read_from_the_environment_and_never_shown(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    key = "0123456789abcdef" * 4
+    monkeypatch.setenv("PQL_MODEL__SIGNING_KEY", key)
+    settings = load_settings()
+    assert settings.model.signing_key is not None
+    assert settings.model.signing_key.get_secret_value() == key
+    assert key not in repr(settings) and key not in str(settings)
+    monkeypatch.setenv("PQL_MODEL__SIGNING_KEY", "short-secret-value")
+    with pytest.raises(ConfigError, match="PQL_MODEL__SIGNING_KEY") as raised:
+        load_settings()
+    assert "short-secret-value" not in str(raised.value)
+    assert raised.value.__cause__ is None and raised.value.__suppress_context__
+    assert "at least 32 characters" in str(raised.value)
+
+
 def test_a_toml_syntax_error_is_reported_with_the_file(tmp_path: Path) -> None:
     write_config(tmp_path / "pql.toml", "horizon_days = = 3\n")
     with pytest.raises(ConfigError, match=r"pql\.toml: not valid TOML"):

@@ -8,9 +8,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from pql.commands import cli_errors, console, instant_option, require_database_files, settings_of
+from pql.config import Settings
 from pql.db import databases
 
 if TYPE_CHECKING:
@@ -25,6 +27,20 @@ SHOWN_METRICS = (
     ("precision_top_k", "precision top-K", 3),
     ("capture_top_10pct", "conversions in top 10%", 3),
 )
+
+
+def signature_text(status: str, *, short: bool = False) -> str:
+    """A version's signature status (models.registry) as `pql models list` (short) or `show` words it."""
+    from models.registry import BAD_SIGNATURE, MISSING_FILE, SIGNED, UNSIGNED, UNVERIFIED
+
+    cell, sentence = {
+        SIGNED: ("verified", "signed; verifies with the current key"),
+        UNSIGNED: ("unsigned", "unsigned"),
+        UNVERIFIED: ("not checked", "signed; not verified (no PQL_MODEL__SIGNING_KEY set)"),
+        BAD_SIGNATURE: ("INVALID", "does NOT verify with the current key: refused"),
+        MISSING_FILE: ("no file", "model file missing"),
+    }[status]
+    return cell if short else sentence
 
 
 def _number(value: Any, digits: int) -> str:
@@ -70,7 +86,7 @@ def metrics_table(metrics: dict[str, Any]) -> Table:
     return table
 
 
-def _show(meta: dict[str, Any], is_champion: bool, folder: str) -> None:
+def _show(meta: dict[str, Any], is_champion: bool, folder: str, signature: str) -> None:
     from models.report import left_out_lines, verdict_sentences
 
     training = meta.get("training", {})
@@ -88,6 +104,7 @@ def _show(meta: dict[str, Any], is_champion: bool, folder: str) -> None:
             f"{training.get('converting_accounts', 'n/a')} converting accounts)",
         ),
         ("promotion", meta.get("promotion", {}).get("reason")),
+        ("signature", signature_text(signature)),
         ("report", f"{folder}/report.html"),
     ):
         console.print(f"  {label:<10} {value}", highlight=False)
@@ -109,6 +126,15 @@ def _show(meta: dict[str, Any], is_champion: bool, folder: str) -> None:
                 f"days ({rule['source']})",
                 highlight=False,
             )
+
+
+def warn_if_unsigned(settings: Settings) -> None:
+    """Print the unsigned-registry warning when no signing key is set."""
+    from models.registry import signing_key, unsigned_warning
+
+    if signing_key(settings) is None:
+        warning = unsigned_warning(settings.model_registry_path)
+        console.print(f"[bold yellow]warning:[/] {escape(warning)}", highlight=False)
 
 
 def register(app: typer.Typer) -> None:
@@ -135,6 +161,7 @@ def register(app: typer.Typer) -> None:
             outcome = train_and_register(dbs.source, dbs.source_tables, settings, end_at)
         for line in outcome_lines(outcome):
             console.print(line, highlight=False)
+        warn_if_unsigned(settings)
 
     models_app = typer.Typer(
         help="Inspect the model registry, promote or roll back the champion.", no_args_is_help=True
@@ -144,17 +171,21 @@ def register(app: typer.Typer) -> None:
     @models_app.command("list")
     @cli_errors
     def list_models(ctx: typer.Context) -> None:
-        """List every registered version, oldest first; * marks the champion."""
-        from models.registry import list_versions
+        """List every registered version, oldest first; * marks the champion; whether each is signed."""
+        from models.registry import list_versions, signing_key
 
-        root = settings_of(ctx).model_registry_path
-        rows = list_versions(root)
+        settings = settings_of(ctx)
+        root = settings.model_registry_path
+        rows = list_versions(root, signing_key(settings))
         if not rows:
             console.print(f"no models in {root}; run `pql train`", highlight=False)
             return
-        table = Table(caption="* champion; `pql models show VERSION` gives the reasons")
+        table = Table(
+            caption="* champion; signature: verified with the current key, unsigned, INVALID (refused) or "
+            "not checked (no key set); `pql models show VERSION` gives the reasons"
+        )
         table.add_column("")
-        for column in ("version", "status", "data end", "PR-AUC", "points", "promoted"):
+        for column in ("version", "status", "data end", "PR-AUC", "points", "promoted", "signature"):
             table.add_column(column, no_wrap=True)
         for row in rows:
             table.add_row(
@@ -165,8 +196,10 @@ def register(app: typer.Typer) -> None:
                 _number(row["pr_auc"], 3),
                 _number(row["pr_auc_points"], 3),
                 "yes" if row["promoted"] else "no",
+                signature_text(row["signature"], short=True),
             )
         console.print(table)
+        warn_if_unsigned(settings)
 
     @models_app.command("show")
     @cli_errors
@@ -176,15 +209,25 @@ def register(app: typer.Typer) -> None:
             str | None, typer.Argument(help="A version from `pql models list` (default: the champion).")
         ] = None,
     ) -> None:
-        """Show a version's training window, metrics against baselines, and promotion decision."""
-        from models.registry import RegistryError, champion_state, read_metadata
+        """Show a version's training window, metrics against baselines, promotion decision and signature."""
+        from models.registry import (
+            RegistryError,
+            champion_state,
+            read_metadata,
+            signing_key,
+            version_signature,
+        )
 
-        root = settings_of(ctx).model_registry_path
+        settings = settings_of(ctx)
+        root = settings.model_registry_path
         champion = champion_state(root).get("champion")
         version = version or champion
         if version is None:
             raise RegistryError(f"No champion model in {root}: run `pql train`, or name a version to show.")
-        _show(read_metadata(root, version), version == champion, str(root / version))
+        meta = read_metadata(root, version)
+        signature = version_signature(root, version, meta, signing_key(settings))
+        _show(meta, version == champion, str(root / version), signature)
+        warn_if_unsigned(settings)
 
     @models_app.command("promote")
     @cli_errors
@@ -197,6 +240,7 @@ def register(app: typer.Typer) -> None:
         settings = settings_of(ctx)
         promote(settings.model_registry_path, version, settings, reason="manual promotion")
         console.print(f"{version} is now the champion", highlight=False)
+        warn_if_unsigned(settings)
 
     @models_app.command("rollback")
     @cli_errors
@@ -207,3 +251,4 @@ def register(app: typer.Typer) -> None:
         settings = settings_of(ctx)
         restored = rollback(settings.model_registry_path, settings)
         console.print(f"rolled back: {restored} is the champion again", highlight=False)
+        warn_if_unsigned(settings)

@@ -21,6 +21,7 @@ import duckdb
 import psycopg
 import sqlalchemy as sa
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from pql.commands import cli_errors, console, instant_option, settings_of
@@ -167,6 +168,8 @@ def print_summary(summary: RunSummary) -> None:
         " [yellow](fallback: points baseline; run `pql train`)[/]" if summary.used_fallback else ""
     )
     console.print(f"model {model}")
+    for warning in summary.model_warnings:
+        console.print(f"[bold yellow]warning:[/] {escape(warning)}", highlight=False)
     counts = Table(show_header=False, box=None, pad_edge=False)
     for label, value in (
         ("accounts scored", summary.accounts_scored),

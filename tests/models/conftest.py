@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from model_frames import WINDOW_END, Trained, fast_settings, training_frame
+from model_frames import SIGNING_KEY, WINDOW_END, Trained, fast_settings, training_frame
 from threadpoolctl import threadpool_limits
 
 from models.training import train_on_frame
@@ -58,10 +58,18 @@ def _pristine_retrained(
     return first, Trained(settings, second)
 
 
+@pytest.fixture(scope="session")
+def _pristine_signed(tmp_path_factory: pytest.TempPathFactory, frame: pd.DataFrame) -> Trained:
+    settings = fast_settings(tmp_path_factory.mktemp("signed") / ".pql", signing_key=SIGNING_KEY)
+    outcome = train_on_frame(frame, settings, window_end=WINDOW_END, created=TRAINED_AT)
+    return Trained(settings, outcome)
+
+
 def _private(pristine: Trained, state_dir: Path) -> Trained:
     if not state_dir.exists():
         shutil.copytree(pristine.settings.state_dir, state_dir)
-    settings = fast_settings(state_dir)
+    key = pristine.settings.model.signing_key
+    settings = fast_settings(state_dir, **({} if key is None else {"signing_key": key.get_secret_value()}))
     outcome = replace(pristine.outcome, path=settings.model_registry_path / pristine.outcome.version)
     return Trained(settings, outcome)
 
@@ -70,6 +78,12 @@ def _private(pristine: Trained, state_dir: Path) -> Trained:
 def trained(_pristine_registry: Trained, tmp_path: Path) -> Trained:
     """A private copy of a registry with one trained champion (tests may tamper with it)."""
     return _private(_pristine_registry, tmp_path / ".pql")
+
+
+@pytest.fixture
+def signed(_pristine_signed: Trained, tmp_path: Path) -> Trained:
+    """A private copy of a registry with one champion trained and signed under SIGNING_KEY."""
+    return _private(_pristine_signed, tmp_path / ".pql")
 
 
 @pytest.fixture

@@ -18,6 +18,8 @@ START = datetime(2025, 1, 6)
 WINDOW_END = START + timedelta(days=7 * 13 + 30)
 INDUSTRIES = ["software", "retail", "finance", "health", None]
 COUNTRIES = ["US", "GB", "DE", "FR", None]
+# A test key: 64 hex digits, as `openssl rand -hex 32` gives.
+SIGNING_KEY = "5e" * 32
 
 
 def snapshot_dates(snapshots: int, every_days: int = 7) -> list[datetime]:
@@ -89,6 +91,16 @@ def fast_settings(state_dir: Path, **model: object) -> Settings:
             **model,
         },
     )
+
+
+class Tripwire:
+    """A pickle that creates `marker` when it is loaded: proof that a file was (not) unpickled."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple:
+        return (Path.touch, (self.marker,))
 
 
 @dataclass(frozen=True)

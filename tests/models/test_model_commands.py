@@ -6,7 +6,7 @@ from datetime import datetime
 from pathlib import Path
 
 import typer
-from model_frames import Trained
+from model_frames import SIGNING_KEY, Trained
 from typer.testing import CliRunner, Result
 
 from models.registry import MODEL_FILE, TOO_LITTLE_DATA, list_versions
@@ -17,7 +17,9 @@ from pql.demo_world import write_demo_world
 from pql.schema import create_tables, source_tables
 
 
-def invoke(state_dir: Path, *args: str, source_url: str | None = None) -> Result:
+def invoke(
+    state_dir: Path, *args: str, source_url: str | None = None, signing_key: str | None = None
+) -> Result:
     app = typer.Typer()
 
     @app.callback()
@@ -25,7 +27,11 @@ def invoke(state_dir: Path, *args: str, source_url: str | None = None) -> Result
         """pql"""
 
     register(app)
-    env = {"PQL_STATE_DIR": str(state_dir), "PQL_SOURCE_URL": source_url}
+    env = {
+        "PQL_STATE_DIR": str(state_dir),
+        "PQL_SOURCE_URL": source_url,
+        "PQL_MODEL__SIGNING_KEY": signing_key,
+    }
     return CliRunner().invoke(app, list(args), env=env)
 
 
@@ -34,6 +40,26 @@ def test_list_marks_the_champion(trained: Trained) -> None:
     assert result.exit_code == 0, result.output
     assert trained.outcome.version in result.output
     assert "*" in result.output
+
+
+def test_list_says_a_version_is_unsigned_and_warns(trained: Trained) -> None:
+    result = invoke(trained.settings.state_dir, "models", "list")
+    assert result.exit_code == 0, result.output
+    assert "unsigned" in result.output
+    assert "registry is unsigned: anyone who can write" in result.output
+    assert "set PQL_MODEL__SIGNING_KEY" in result.output
+
+
+def test_list_and_show_say_a_signed_version_verifies_with_the_key(signed: Trained) -> None:
+    state_dir = signed.settings.state_dir
+    listed = invoke(state_dir, "models", "list", signing_key=SIGNING_KEY)
+    assert listed.exit_code == 0, listed.output
+    assert "verified" in listed.output and "registry is unsigned" not in listed.output
+    shown = invoke(state_dir, "models", "show", signing_key=SIGNING_KEY)
+    assert "signed; verifies with the current key" in shown.output
+    assert SIGNING_KEY not in listed.output + shown.output
+    other = invoke(state_dir, "models", "show", signing_key="a7" * 32)
+    assert "does NOT verify with the current key" in other.output
 
 
 def test_list_of_an_empty_registry_says_how_to_fill_it(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ import joblib
 import numpy as np
 import pandas as pd
 import pytest
-from model_frames import Trained, fast_settings
+from model_frames import Trained, Tripwire, fast_settings
 
 from features.catalog import model_columns
 from models.registry import (
@@ -30,16 +30,6 @@ from models.registry import (
     sha256_of,
 )
 from pql.config import load_settings
-
-
-class Tripwire:
-    """A pickle that creates `marker` when it is loaded: proof that a file was (not) unpickled."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self) -> tuple:
-        return (Path.touch, (self.marker,))
 
 
 def edit_metadata(trained: Trained, **changes: object) -> None:
@@ -115,8 +105,8 @@ def test_without_a_champion_scoring_uses_the_points_baseline(tmp_path: Path) -> 
 
 
 def test_an_unknown_version_is_a_clear_error(trained: Trained) -> None:
-    with pytest.raises(RegistryError, match="No model version nope"):
-        load_model(trained.root, "nope", trained.settings)
+    with pytest.raises(RegistryError, match="No model version 20990101T000000Z-deadbeef"):
+        load_model(trained.root, "20990101T000000Z-deadbeef", trained.settings)
 
 
 def test_versions_sort_by_creation_time() -> None:
