@@ -63,6 +63,11 @@ def fit_watching(pipeline: Pipeline, fit_rows: pd.DataFrame, watch_rows: pd.Data
     return pipeline.set_params(transform_input=None)
 
 
+def _early_stopping(make_pipeline: Callable[[Sequence[str], Sequence[str], int], Any]) -> bool:
+    """Whether the pipeline `make_pipeline` builds ends in the booster (early stopping, calibration)."""
+    return isinstance(make_pipeline([], [], 0)[-1], HistGradientBoostingClassifier)
+
+
 def calibrated_fit(
     train: pd.DataFrame,
     make_pipeline: Callable[[Sequence[str], Sequence[str], int], Any],
@@ -75,6 +80,11 @@ def calibrated_fit(
     Without enough (one snapshot, or fewer than MIN_CALIBRATION_CONVERSIONS in the slice) the pipeline
     is fitted on all rows (early-stopping on a random share) and shipped uncalibrated; the reason is recorded.
     """
+    if not _early_stopping(make_pipeline):
+        # A logistic regression is fitted on log-loss over every row: its probabilities need no separate
+        # slice, and holding one out would only give it less to learn from.
+        base = make_pipeline(numeric, categorical, seed).fit(train, train["label"].to_numpy())
+        return CalibratedFit(base, base, {"method": "none", "reason": "fitted on log-loss; no slice needed"})
     dates = calibration_dates(train)
     in_slice = train["as_of"].isin(dates)
     slice_conversions = int(train.loc[in_slice, "label"].sum())

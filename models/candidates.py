@@ -5,8 +5,11 @@ A gradient-boosted pipeline wins on rich data; a regularised logistic regression
 sparse data (few converters, few informative columns). Each fold fits every candidate on the fold's
 training snapshots over the columns that carry information there, the way the final model is fitted
 (early stopping and calibration on the fold's latest snapshots), and scores PR-AUC on its later test
-block; the candidate with the best mean wins. When no fold inside the window can compare them
-(too few snapshots, or one class only), the gradient-boosted pipeline is kept and the report says so.
+block. Folds are weighted by their training rows (the latest folds train on most, like the final
+model), and another family replaces the default only when its weighted mean PR-AUC is better by
+`model.promotion_margin_pr_auc`: a switch needs evidence, a tie keeps the default. When no fold inside
+the window can compare them (too few snapshots, or one class only), the default is kept and the report
+says so.
 """
 
 from __future__ import annotations
@@ -84,20 +87,32 @@ def choose_candidate(train: pd.DataFrame, settings: Settings) -> CandidateChoice
         fold_train, fold_test = train[split.train_rows(train)], train[split.test_rows(train)]
         if fold_train["label"].nunique() < 2 or fold_test["label"].nunique() < 2:
             continue
-        folds.append({**split.describe(), "pr_auc": _fold_scores(fold_train, fold_test, settings)})
+        scores = _fold_scores(fold_train, fold_test, settings)
+        folds.append({**split.describe(), "train_rows": len(fold_train), "pr_auc": scores})
     if not folds:
         return CandidateChoice(
             default,
             f"no fold inside the training window had converters on both sides to compare the candidates "
             f"({len(splits)} possible); kept the default, {CANDIDATE_NAMES[default]}",
         )
-    means = {name: float(np.mean([fold["pr_auc"][name] for fold in folds])) for name in candidates}
-    chosen = max(means, key=lambda name: (means[name], name == default))
+    weights = [fold["train_rows"] for fold in folds]
+    means = {
+        name: float(np.average([fold["pr_auc"][name] for fold in folds], weights=weights))
+        for name in candidates
+    }
+    margin = settings.model.promotion_margin_pr_auc
+    best = max(means, key=lambda name: means[name])
+    chosen = best if means[best] >= means[default] + margin else default
     others = ", ".join(
         f"{means[name]:.3f} for {CANDIDATE_NAMES[name]}" for name in candidates if name != chosen
     )
-    reason = (
-        f"{CANDIDATE_NAMES[chosen]} had the best mean PR-AUC, {means[chosen]:.3f}, over {len(folds)} "
-        f"rolling-origin fold(s) inside the training window (against {others})"
-    )
+    over = f"over {len(folds)} rolling-origin fold(s) inside the training window, weighted by training rows"
+    if chosen == best:
+        best_mean = f"the best mean PR-AUC, {means[chosen]:.3f}"
+        reason = f"{CANDIDATE_NAMES[chosen]} had {best_mean}, {over} (against {others})"
+    else:
+        reason = (
+            f"{CANDIDATE_NAMES[best]} was not better than the default by the margin {margin} "
+            f"({means[best]:.3f} against {means[default]:.3f}, {over}); kept {CANDIDATE_NAMES[default]}"
+        )
     return CandidateChoice(chosen, reason, folds)

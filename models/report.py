@@ -204,7 +204,15 @@ def verdict_sentences(metrics: dict[str, Any]) -> list[tuple[str, str]]:
         label = SCORER_NAMES.get(name, name)
         gap, (low, high) = row["pr_auc_gap"], row["pr_auc_gap_ci"]
         interval = f"{gap:+.4f} (95% CI {low:+.4f} to {high:+.4f})"
-        if row["verdict"] == "beats":
+        if row["verdict"] == "is_the_model":
+            sentences.append(
+                (
+                    "",
+                    f"The model is the {label}, chosen over the other families on folds inside the training "
+                    "window (see Model family): the baselines below are what it must beat.",
+                )
+            )
+        elif row["verdict"] == "beats":
             sentences.append(("", f"The model beats the {label} baseline on PR-AUC: {interval}."))
         elif row["verdict"] == "does_not_beat":
             sentences.append(("bad", f"The model does NOT beat the {label} baseline on PR-AUC: {interval}."))

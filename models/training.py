@@ -210,6 +210,9 @@ def too_few_converters(window: dict[str, Any], settings: Settings) -> str:
     )
 
 
+SAME_MODEL = "is_the_model"
+
+
 def verdict(low: float, high: float, gap: float) -> str:
     """'beats' when the whole 95% interval of the PR-AUC gap is above zero, 'does_not_beat' when the gap
     is not positive, 'not_clearly_better' otherwise."""
@@ -261,8 +264,14 @@ def _probabilities(fitted: _Fitted, rows: pd.DataFrame) -> dict[str, np.ndarray]
 
 
 def _holdout_metrics(
-    test: pd.DataFrame, probabilities: dict[str, np.ndarray], uncalibrated: np.ndarray, settings: Settings
+    test: pd.DataFrame,
+    probabilities: dict[str, np.ndarray],
+    uncalibrated: np.ndarray,
+    settings: Settings,
+    same_as: Sequence[str] = (),
 ) -> dict[str, Any]:
+    """Holdout metrics of every scorer, and the model's verdict against each baseline (`same_as`: the
+    baselines the model is, fitted the same way, so no verdict is drawn)."""
     holdout = holdout_of(test)
     model = settings.model
     points = {name: point_metrics(holdout, p, model.top_k) for name, p in probabilities.items()}
@@ -283,7 +292,7 @@ def _holdout_metrics(
         comparison[name] = {
             "pr_auc_gap": gap,
             "pr_auc_gap_ci": [low, high],
-            "verdict": verdict(low, high, gap),
+            "verdict": SAME_MODEL if name in same_as else verdict(low, high, gap),
         }
     label = holdout.label
     before = calibration_table(label, uncalibrated)
@@ -541,7 +550,8 @@ def train_on_frame(
     clock = time.perf_counter()
     probabilities = _probabilities(fitted, test)
     uncalibrated = fitted.model.base.predict_proba(test)[:, 1]
-    metrics = _holdout_metrics(test, probabilities, uncalibrated, settings)
+    same_as = ["logreg"] if candidate.chosen == "logistic_regression" else []
+    metrics = _holdout_metrics(test, probabilities, uncalibrated, settings, same_as)
     metrics["calibration"]["method"] = fitted.model.calibration["method"]
     importance = _importance(fitted.model.base, test, settings, fitted.columns)
     timings["evaluation_s"] = time.perf_counter() - clock
