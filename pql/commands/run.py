@@ -73,26 +73,34 @@ def run_flow(call: Callable[[], R]) -> R:
     """Call a flow (imported, so Prefect's logging is set up); a database error that outlived its
     retries becomes a failed run (exit code 1).
 
-    Great Expectations loads in the background meanwhile: starting Prefect (its local server, when no
-    API is configured) is mostly waiting, and the run's first gate then does not pay the import.
+    With no Prefect API configured, the flow reports to a temporary local API server that this
+    process starts and that dies with it (`flows.server.ephemeral_server`), never outliving a killed
+    command. Great Expectations loads in the background meanwhile: starting Prefect is mostly
+    waiting, and the run's first gate then does not pay the import.
     """
     from prefect.logging.handlers import PrefectConsoleHandler
+    from prefect.settings import PREFECT_API_URL, temporary_settings
 
+    from flows.server import ephemeral_server
     from pql.validation.gx_runner import warm_up
 
-    warm_up()
-
-    for handler in logging.getLogger().handlers:
-        if isinstance(handler, PrefectConsoleHandler) and not any(
-            isinstance(existing, _FailuresReportedByPql) for existing in handler.filters
-        ):
-            handler.addFilter(_FailuresReportedByPql())
-    try:
-        return call()
-    except DATABASE_ERRORS as exc:
-        # The driver's own message, not SQLAlchemy's (which repeats the whole statement).
-        cause = exc.orig if isinstance(exc, sa.exc.DBAPIError) else exc
-        raise DataError(f"the run failed on a database error after its retries: {cause}") from exc
+    with ExitStack() as stack:
+        if not PREFECT_API_URL.value():
+            # Before warm_up's thread: the server's start must fork with no other thread running.
+            api_url = stack.enter_context(ephemeral_server())
+            stack.enter_context(temporary_settings({PREFECT_API_URL: api_url}))
+        warm_up()
+        for handler in logging.getLogger().handlers:
+            if isinstance(handler, PrefectConsoleHandler) and not any(
+                isinstance(existing, _FailuresReportedByPql) for existing in handler.filters
+            ):
+                handler.addFilter(_FailuresReportedByPql())
+        try:
+            return call()
+        except DATABASE_ERRORS as exc:
+            # The driver's own message, not SQLAlchemy's (which repeats the whole statement).
+            cause = exc.orig if isinstance(exc, sa.exc.DBAPIError) else exc
+            raise DataError(f"the run failed on a database error after its retries: {cause}") from exc
 
 
 def _fmt_count(value: int) -> str:
