@@ -104,6 +104,16 @@ def _dies_with_parent() -> Callable[[], None] | None:
     return preexec
 
 
+def _drain_prefect_workers() -> None:
+    """Send the logs and events Prefect still has queued, as its test harness does before it stops its
+    server: sent at exit instead, they would find the server gone and report connection errors."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    APILogWorker.drain_all(timeout=5)
+    EventsWorker.drain_all(timeout=5)
+
+
 def ephemeral_server_command(port: int) -> list[str]:
     """The command of Prefect's temporary API server (uvicorn on Prefect's app factory) on `port`."""
     import prefect
@@ -155,6 +165,7 @@ def ephemeral_server(timeout_seconds: float = STARTUP_TIMEOUT_SECONDS) -> Iterat
         _wait_until_healthy(server, api_url, "its output above", timeout_seconds)
         yield api_url
     finally:
+        _drain_prefect_workers()
         server.terminate()
         try:
             server.wait(timeout=10)
