@@ -125,15 +125,17 @@ def _gone_by(pids: list[int], deadline: float) -> list[int]:
     return [pid for pid in pids if _alive(pid)]
 
 
+def _with_this_repo(env: dict[str, str]) -> dict[str, str]:
+    """`env` with this checkout first on PYTHONPATH, so a child process runs the code under test."""
+    return env | {"PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))}
+
+
 def _killed_score(world: World, point: str, tmp_path: Path) -> None:
     """Run `pql score` in a process of its own, kill it with SIGKILL at `point`, and check that the
     Prefect server it started goes with it."""
-    env = {name: value for name, value in os.environ.items() if not name.startswith("PREFECT_API")}
-    env |= {
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")])),
-        "PREFECT_HOME": str(tmp_path / "prefect-home"),
-        "PQL_TEST_KILL_POINT": point,
-    }
+    # No Prefect API: the command starts its temporary server, which the test checks on.
+    env = _with_this_repo({name: value for name, value in os.environ.items() if "PREFECT_API" not in name})
+    env |= {"PREFECT_HOME": str(tmp_path / "prefect-home"), "PQL_TEST_KILL_POINT": point}
     argv = ["--config", world.config, "score", "--as-of", f"{world.end:%Y-%m-%d}"]
     stderr = open(tmp_path / f"score-{point}.log", "w", encoding="utf-8")  # noqa: SIM115 - closed below
     child = subprocess.Popen(
@@ -194,3 +196,56 @@ def test_a_killed_score_leaves_old_or_new_state_is_marked_abandoned_and_leaves_n
     else:
         assert statuses[killed[0]["run_id"]] == "superseded"
     assert "running" not in set(statuses)
+
+
+# Takes the CRM run lock and opens a run in pql_runs, as a run does, prints its run_id, then waits.
+OPENED_RUN = """
+import sys
+from datetime import datetime
+
+from flows import ledger
+from flows.locking import run_lock
+from pql.config import load_settings
+from pql.db import create_engine
+from pql.schema import output_tables
+
+settings = load_settings(None, crm_url=sys.argv[1], state_dir=sys.argv[2])
+engine = create_engine(sys.argv[1])
+with run_lock(settings, timeout_seconds=0, holder="pql nightly run about to be killed"):
+    record = ledger.RunRecord(kind="nightly", as_of=datetime(2026, 3, 1))
+    ledger.open_run(engine, output_tables(settings.tables), record)
+    print(record.run_id, flush=True)
+    sys.stdin.readline()
+"""
+
+
+@pytest.mark.postgres
+def test_a_run_is_marked_abandoned_only_once_no_session_holds_its_advisory_lock(
+    world: World, postgres_url: str
+) -> None:
+    world.crm_url = postgres_url
+    world.configure()
+    env = _with_this_repo(dict(os.environ))
+    child = subprocess.Popen(
+        [sys.executable, "-c", OPENED_RUN, postgres_url, str(world.root / ".pql")],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert child.stdout is not None
+        ready, _, _ = select.select([child.stdout], [], [], DEADLINE_SECONDS)
+        run_id = child.stdout.readline().strip() if ready else ""
+        assert len(run_id) == 32
+        refused = nightly(as_of=world.end, config=world.config, return_state=True)
+        assert refused.is_failed()
+        assert world.table("runs").set_index("run_id")["status"].to_dict() == {run_id: "running"}
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=60)
+    # The server ends the dead client's session, and its lock, at once or nearly: wait if need be.
+    world.configure(lock_timeout_seconds=60)
+    following = nightly(as_of=world.end, config=world.config)
+    statuses = world.table("runs").set_index("run_id")["status"].to_dict()
+    assert statuses == {run_id: "abandoned", following.run_id: "succeeded"}
