@@ -73,19 +73,20 @@ def run_flow(call: Callable[[], R]) -> R:
     """Call a flow (imported, so Prefect's logging is set up); a database error that outlived its
     retries becomes a failed run (exit code 1).
 
-    With no Prefect API configured, the flow reports to a temporary local API server that this
-    process starts and that dies with it (`flows.server.ephemeral_server`), never outliving a killed
-    command. Great Expectations loads in the background meanwhile: starting Prefect is mostly
-    waiting, and the run's first gate then does not pay the import.
+    With no Prefect API configured (and Prefect's ephemeral mode allowed, as it is by default), the
+    flow reports to a temporary local API server that this process starts and that dies with it
+    (`flows.server.ephemeral_server`), never outliving a killed command. Great Expectations loads in
+    the background meanwhile: starting Prefect is mostly waiting, and the run's first gate then does
+    not pay the import.
     """
     from prefect.logging.handlers import PrefectConsoleHandler
-    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_ENABLED, temporary_settings
 
     from flows.server import ephemeral_server
     from pql.validation.gx_runner import warm_up
 
     with ExitStack() as stack:
-        if not PREFECT_API_URL.value():
+        if not PREFECT_API_URL.value() and PREFECT_SERVER_EPHEMERAL_ENABLED.value():
             # Before warm_up's thread: the server's start must fork with no other thread running.
             api_url = stack.enter_context(ephemeral_server())
             stack.enter_context(temporary_settings({PREFECT_API_URL: api_url}))
