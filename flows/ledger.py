@@ -3,12 +3,21 @@
 A run's row is written when it starts (status `running`), so a run that dies leaves a trace; a
 successful run's row is completed by `write_run`, in the same transaction as its scores. A failure is
 recorded in a small transaction of its own that touches nothing but the run's row.
+
+Every ledger write (and the run's write) runs in `fresh_transaction`: a connection whose transaction
+failed, at commit above all, is thrown away rather than pooled, so neither a retry nor the failure
+record ever continues in that connection's state.
+
+A run opens its row while holding the CRM run lock, so any other row still `running` then belongs to
+a run that died without letting go of the lock (killed, or its machine lost): it is marked `abandoned`.
 """
 
 from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -23,6 +32,7 @@ from scoring.writeback import SUCCEEDED, SUPERSEDED
 
 RUNNING = "running"
 FAILED = "failed"
+ABANDONED = "abandoned"
 _MAX_ERROR = 4000
 
 
@@ -92,11 +102,41 @@ def last_trained_model(engine: sa.Engine, tables: OutputTables) -> str | None:
         return conn.execute(query).scalar_one_or_none()
 
 
-def open_run(engine: sa.Engine, tables: OutputTables, record: RunRecord) -> None:
-    """Create the output tables if they are missing and insert the run's row as `running`."""
+@contextmanager
+def fresh_transaction(engine: sa.Engine) -> Iterator[sa.Connection]:
+    """A transaction on a connection of its own, committed at the end of the block; if anything in it
+    fails (the commit included), the connection is discarded instead of going back to the pool."""
+    conn = engine.connect()
+    try:
+        with conn.begin():
+            yield conn
+    except BaseException:
+        # After a failed commit the session's state is unknown (a driver may even keep half of it):
+        # no later transaction may start from it.
+        conn.invalidate()
+        raise
+    finally:
+        conn.close()
+
+
+def open_run(engine: sa.Engine, tables: OutputTables, record: RunRecord) -> list[str]:
+    """Create the output tables if they are missing, mark runs left `running` as `abandoned` and insert
+    this run's row as `running`; returns the run_ids marked abandoned.
+
+    The caller holds the CRM run lock, so no other run is alive to complete a `running` row."""
     create_tables(engine, tables)
-    with engine.begin() as conn:
-        conn.execute(sa.insert(tables.runs).values(record.row(status=RUNNING)))
+    runs = tables.runs
+    with fresh_transaction(engine) as conn:
+        left = list(conn.execute(sa.select(runs.c.run_id).where(runs.c.status == RUNNING)).scalars())
+        if left:
+            note = f"abandoned: the run ended without finishing (found by run {record.run_id})"
+            conn.execute(
+                sa.update(runs)
+                .where(runs.c.run_id.in_(left), runs.c.status == RUNNING)
+                .values(status=ABANDONED, finished_at=utc_now(), error=note)
+            )
+        conn.execute(sa.insert(runs).values(record.row(status=RUNNING)))
+    return left
 
 
 def record_failure(
@@ -111,7 +151,7 @@ def record_failure(
         validation_json=None if validation is None else json.dumps(validation, sort_keys=True, default=str),
     )
     runs = tables.runs
-    with engine.begin() as conn:
+    with fresh_transaction(engine) as conn:
         updated = conn.execute(sa.update(runs).where(runs.c.run_id == record.run_id).values(values)).rowcount
         if not updated:
             conn.execute(sa.insert(runs).values(values))

@@ -37,6 +37,6 @@ def scoring_run(
         names = step(tasks.read_account_names, dbs, rows)
         changes = step(tasks.planned_changes, dbs, rows, settings) if dry_run else None
         if not dry_run:
-            step(tasks.write_scores, dbs, rows, model, checks, monitoring, run, update_current)
+            step(tasks.write_scores, dbs, rows, model, checks, monitoring, run, update_current, step.lock)
     # The run is complete once written; its report comes after, so a failure to publish cannot mark it failed.
     return step(tasks.publish_report, rows, model, checks, settings, run, names, changes, monitoring)

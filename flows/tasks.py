@@ -27,7 +27,7 @@ from prefect.tasks import Task
 from features.builder import build_features as features_for
 from flows import ledger
 from flows.artifacts import publish_run_artifact, publish_training_artifact
-from flows.locking import registry_lock, run_lock
+from flows.locking import RunLock, registry_lock, run_lock
 from flows.partitions import fanned_out
 from flows.retries import task_options
 from flows.secrets import with_secret_urls
@@ -94,6 +94,9 @@ class Steps:
     def __init__(self, settings: Settings, timings: dict[str, float] | None = None) -> None:
         self.options = task_options(settings)
         self.timings = {} if timings is None else timings
+        # The CRM run lock a write must hold (see `recorded`); a plain lock with nothing to check when
+        # the run holds none (a dry run, a retrain).
+        self.lock = RunLock()
 
     def __call__(self, step_task: Task[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
         started = time.perf_counter()
@@ -105,8 +108,15 @@ class Steps:
 
 @step(name="open-run")
 def open_run(dbs: Databases, run: ledger.RunRecord) -> None:
-    """Record the run in pql_runs as running (creating the pipeline's tables if they are missing)."""
-    ledger.open_run(dbs.crm, dbs.output_tables, run)
+    """Record the run in pql_runs as running (creating the pipeline's tables if they are missing), and
+    earlier runs left running as abandoned."""
+    abandoned = ledger.open_run(dbs.crm, dbs.output_tables, run)
+    if abandoned:
+        _logger().warning(
+            "marked %d earlier run(s) abandoned (they ended without finishing): %s",
+            len(abandoned),
+            ", ".join(abandoned),
+        )
 
 
 @step(name="record-failure")
@@ -131,7 +141,8 @@ def recorded(dbs: Databases, settings: Settings, run: ledger.RunRecord) -> Itera
     log = _logger()
     holder = f"pql {run.kind} run {run.run_id[:8]} (flow run {run.flow_run_id})"
     timeout = settings.flows.lock_timeout_seconds
-    with run_lock(settings, timeout_seconds=timeout, holder=holder, on_wait=log.warning):
+    with run_lock(settings, timeout_seconds=timeout, holder=holder, on_wait=log.warning) as lock:
+        steps.lock = lock
         steps(open_run, dbs, run)
         try:
             yield steps
@@ -266,9 +277,13 @@ def write_scores(
     monitoring: dict[str, Any],
     run: ledger.RunRecord,
     update_current: bool,
+    lock: RunLock,
 ) -> None:
-    """Set quarantined rows aside and write scores, history and the run's ledger row: one transaction."""
-    with dbs.crm.begin() as conn:
+    """Set quarantined rows aside and write scores, history and the run's ledger row: one transaction,
+    committed only while the run holds the CRM run lock (taken again first if its session was lost)."""
+    lock.ensure_held()
+    with ledger.fresh_transaction(dbs.crm) as conn:
+        lock.verify_on(conn)
         quarantined = validation.write_quarantine(
             conn, dbs.output_tables, results, batch_id=run.run_id, at=run.started_at
         )

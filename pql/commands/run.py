@@ -93,29 +93,29 @@ def import_run_stacks() -> None:
     prepare()
 
 
-def ensure_prefect_api() -> None:
-    """Use the Prefect server PREFECT_API_URL names; without one, start Prefect's temporary server now,
-    trying twice, so a slow start fails as one clear message rather than a traceback mid-run."""
+def prefect_api(stack: ExitStack) -> None:
+    """Use the Prefect server PREFECT_API_URL names; without one, start a temporary server for the life
+    of `stack` that dies with this process, trying twice, so a slow start fails as one clear message
+    rather than a traceback mid-run. Call it before any other thread starts (see `ephemeral_server`)."""
     from prefect.settings import (
         PREFECT_API_URL,
         PREFECT_SERVER_EPHEMERAL_ENABLED,
         PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS,
+        temporary_settings,
     )
+
+    from flows.server import ServerDidNotStart, ephemeral_server
 
     if PREFECT_API_URL.value() or not PREFECT_SERVER_EPHEMERAL_ENABLED.value():
         return  # a configured server (or Prefect's own message when neither is allowed)
-    import httpx
-    from prefect.server.api.server import SubprocessASGIServer
-
     timeout = PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value()
     for _ in range(EPHEMERAL_ATTEMPTS):
-        # The instance Prefect's client uses later: once it runs, the flow run connects to it.
-        server = SubprocessASGIServer()
         try:
-            server.start(timeout=timeout)
-            return
-        except (RuntimeError, OSError, httpx.HTTPError):
-            server.stop()  # a timed-out start leaves its process behind
+            api_url = stack.enter_context(ephemeral_server(timeout))
+        except ServerDidNotStart:
+            continue  # its process is already stopped
+        stack.enter_context(temporary_settings({PREFECT_API_URL: api_url}))
+        return
     raise PrefectApiUnavailable(
         f"the temporary Prefect API server did not start within {timeout} s ({EPHEMERAL_ATTEMPTS} tries): "
         "set PREFECT_API_URL to a running Prefect server, or raise "
@@ -128,30 +128,34 @@ def run_flow(call: Callable[[], R]) -> R:
     retries becomes a failed run (exit code 1).
 
     Everything the run imports is imported first, in the main thread (`import_run_stacks`); then the
-    Prefect API is made ready (`ensure_prefect_api`).
+    Prefect API is made ready (`prefect_api`): a configured server, or a temporary one that this process
+    starts and that dies with it, never outliving a killed command.
     """
     import_run_stacks()
     from prefect.logging.handlers import PrefectConsoleHandler
 
-    ensure_prefect_api()
-    for handler in logging.getLogger().handlers:
-        if isinstance(handler, PrefectConsoleHandler) and not any(
-            isinstance(existing, _FailuresReportedByPql) for existing in handler.filters
-        ):
-            handler.addFilter(_FailuresReportedByPql())
-    try:
-        return call()
-    except DATABASE_ERRORS as exc:
-        # The driver's own first line, not SQLAlchemy's message (which repeats the whole statement).
-        database, cause = failure_of(exc) if isinstance(exc, sa.exc.DBAPIError) else (None, exc)
-        on = f" on database {database}" if database else ""
-        from flows.retries import is_transient
+    with ExitStack() as stack:
+        prefect_api(stack)
+        for handler in logging.getLogger().handlers:
+            if isinstance(handler, PrefectConsoleHandler) and not any(
+                isinstance(existing, _FailuresReportedByPql) for existing in handler.filters
+            ):
+                handler.addFilter(_FailuresReportedByPql())
+        try:
+            return call()
+        except DATABASE_ERRORS as exc:
+            # The driver's own first line, not SQLAlchemy's message (which repeats the whole statement).
+            database, cause = failure_of(exc) if isinstance(exc, sa.exc.DBAPIError) else (None, exc)
+            on = f" on database {database}" if database else ""
+            from flows.retries import is_transient
 
-        # Only transient errors are retried; saying "after its retries" of the others would mislead.
-        tried = (
-            "after its retries" if is_transient(exc) else "(not retried: it would fail the same way again)"
-        )
-        raise DataError(f"the run failed on a database error{on} {tried}: {cause}") from exc
+            # Only transient errors are retried; saying "after its retries" of the others would mislead.
+            tried = (
+                "after its retries"
+                if is_transient(exc)
+                else "(not retried: it would fail the same way again)"
+            )
+            raise DataError(f"the run failed on a database error{on} {tried}: {cause}") from exc
 
 
 def _fmt_count(value: int) -> str:

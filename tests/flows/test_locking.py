@@ -8,8 +8,9 @@ import threading
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
-from flows.locking import RunLockBusy, lock_file, run_lock
+from flows.locking import RunLockBusy, RunLockLost, lock_file, lock_keys, run_lock
 from pql.config import Settings, load_settings
 
 HOLD_IN_CHILD = """
@@ -134,3 +135,56 @@ def test_the_lock_holds_across_processes(tmp_path: Path) -> None:
         child.wait(timeout=30)
     with run_lock(_settings(crm_url, tmp_path), timeout_seconds=0, holder="here"):
         pass
+
+
+def _terminate_lock_sessions(postgres_url: str, settings: Settings) -> None:
+    """End, from another session, every session holding the run lock (what a server restart does)."""
+    k1, k2 = lock_keys(settings)
+    admin = sa.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(
+                sa.text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' "
+                    "AND classid = :k1 AND objid = :k2 AND objsubid = 2"
+                ),
+                {"k1": k1, "k2": k2},
+            )
+    finally:
+        admin.dispose()
+
+
+@pytest.mark.postgres
+def test_a_lock_whose_session_ended_is_taken_again_and_released_without_error(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    settings = _settings(postgres_url, tmp_path)
+    with run_lock(settings, timeout_seconds=0, holder="first") as lock:
+        _terminate_lock_sessions(postgres_url, settings)
+        lock.ensure_held()
+        with pytest.raises(RunLockBusy), run_lock(settings, timeout_seconds=0, holder="second"):
+            pass
+        _terminate_lock_sessions(postgres_url, settings)
+    # Leaving the block with the session gone is no error: the lock went with it.
+    with run_lock(settings, timeout_seconds=0, holder="second"):
+        pass
+
+
+@pytest.mark.postgres
+def test_a_lock_taken_by_another_run_meanwhile_fails_before_the_write(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    settings = _settings(postgres_url, tmp_path)
+    with run_lock(settings, timeout_seconds=0, holder="first") as lock:
+        _terminate_lock_sessions(postgres_url, settings)
+        engine = sa.create_engine(postgres_url)
+        try:
+            with engine.connect() as writer, pytest.raises(RunLockLost, match="lost just before its write"):
+                lock.verify_on(writer)
+            with (
+                run_lock(settings, timeout_seconds=0, holder="pql nightly run 5678"),
+                pytest.raises(RunLockLost, match=r"another run holds it now.*5678"),
+            ):
+                lock.ensure_held()
+        finally:
+            engine.dispose()

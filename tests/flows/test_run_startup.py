@@ -7,14 +7,15 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import pytest
-from prefect.server.api.server import SubprocessASGIServer
 from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_ENABLED, temporary_settings
 
-from pql.commands.run import EPHEMERAL_ATTEMPTS, PrefectApiUnavailable, ensure_prefect_api
+from flows import server
+from pql.commands.run import EPHEMERAL_ATTEMPTS, PrefectApiUnavailable, prefect_api
 
 # A run of a one-task flow, as `pql score` makes it, recording every module a thread other than the
 # main one imports (the audit hook sees each first import, in the importing thread).
@@ -145,52 +146,55 @@ def no_configured_api() -> Iterator[None]:
 
 
 @pytest.fixture
-def server_starts(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Prefect's temporary server, faked: its starts and stops are recorded, never run."""
-    calls: list[str] = []
+def fake_servers(monkeypatch: pytest.MonkeyPatch) -> Callable[[int], list[str]]:
+    """The temporary server, faked: `fake_servers(n)` makes its first n starts fail as a slow start
+    does, and returns the list its starts and stops are recorded in."""
 
-    def stop(self: SubprocessASGIServer) -> None:
-        calls.append("stop")
+    def install(failing: int) -> list[str]:
+        calls: list[str] = []
 
-    monkeypatch.setattr(SubprocessASGIServer, "stop", stop)
-    return calls
+        @contextmanager
+        def fake(timeout_seconds: float) -> Iterator[str]:
+            calls.append("start")
+            try:
+                if calls.count("start") <= failing:
+                    raise server.ServerDidNotStart("the local Prefect server did not answer within 0 s")
+                yield "http://127.0.0.1:1/api"
+            finally:
+                calls.append("stop")
+
+        monkeypatch.setattr(server, "ephemeral_server", fake)
+        return calls
+
+    return install
 
 
 @pytest.mark.usefixtures("no_configured_api")
 def test_a_temporary_server_that_times_out_once_is_started_again(
-    monkeypatch: pytest.MonkeyPatch, server_starts: list[str]
+    fake_servers: Callable[[int], list[str]],
 ) -> None:
-    def start(self: SubprocessASGIServer, timeout: int | None = None) -> None:
-        server_starts.append("start")
-        if server_starts.count("start") == 1:
-            raise RuntimeError("Timed out while attempting to connect to ephemeral Prefect API server.")
-
-    monkeypatch.setattr(SubprocessASGIServer, "start", start)
-    ensure_prefect_api()
-    assert server_starts == ["start", "stop", "start"]
+    calls = fake_servers(1)
+    with ExitStack() as stack:
+        prefect_api(stack)
+        assert PREFECT_API_URL.value() == "http://127.0.0.1:1/api"
+    assert calls == ["start", "stop", "start", "stop"]
 
 
 @pytest.mark.usefixtures("no_configured_api")
 def test_a_temporary_server_that_never_starts_is_a_clear_error_after_two_tries(
-    monkeypatch: pytest.MonkeyPatch, server_starts: list[str]
+    fake_servers: Callable[[int], list[str]],
 ) -> None:
-    def start(self: SubprocessASGIServer, timeout: int | None = None) -> None:
-        server_starts.append("start")
-        raise RuntimeError("Timed out while attempting to connect to ephemeral Prefect API server.")
+    calls = fake_servers(EPHEMERAL_ATTEMPTS)
+    with (
+        ExitStack() as stack,
+        pytest.raises(PrefectApiUnavailable, match="set PREFECT_API_URL to a running Prefect server"),
+    ):
+        prefect_api(stack)
+    assert calls == ["start", "stop"] * EPHEMERAL_ATTEMPTS
 
-    monkeypatch.setattr(SubprocessASGIServer, "start", start)
-    with pytest.raises(PrefectApiUnavailable, match="set PREFECT_API_URL to a running Prefect server"):
-        ensure_prefect_api()
-    assert server_starts == ["start", "stop"] * EPHEMERAL_ATTEMPTS
 
-
-def test_a_configured_prefect_server_is_used_as_it_is(
-    monkeypatch: pytest.MonkeyPatch, server_starts: list[str]
-) -> None:
-    def start(self: SubprocessASGIServer, timeout: int | None = None) -> None:
-        server_starts.append("start")
-
-    monkeypatch.setattr(SubprocessASGIServer, "start", start)
-    with temporary_settings(updates={PREFECT_API_URL: "http://127.0.0.1:4200/api"}):
-        ensure_prefect_api()
-    assert server_starts == []
+def test_a_configured_prefect_server_is_used_as_it_is(fake_servers: Callable[[int], list[str]]) -> None:
+    calls = fake_servers(0)
+    with temporary_settings(updates={PREFECT_API_URL: "http://127.0.0.1:4200/api"}), ExitStack() as stack:
+        prefect_api(stack)
+    assert calls == []
