@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from typer.testing import CliRunner
 
 from pql.cli import app
+from pql.commands import masked_text
 
 FIRST_STEPS = ("pql init", "pql load TABLE FILE", "pql demo")
 
@@ -58,7 +59,7 @@ def test_an_unreachable_database_is_one_line_naming_it_with_the_password_masked(
     url = f"postgresql+psycopg://pql:S3cret@127.0.0.1:{closed_port()}/warehouse"
     code, output = pql("train", env={"PQL_SOURCE_URL": url})
     assert code == 1, output
-    lines = output.strip().splitlines()
+    lines = [line for line in output.strip().splitlines() if not line.startswith("details: ")]
     assert lines[0] == "run failed on the database" and len(lines) == 2
     assert lines[1].startswith("`pql train` could not build the training set")
     assert f"database postgresql+psycopg://pql:***@127.0.0.1:{url.rsplit(':', 1)[1]}" in lines[1]
@@ -95,3 +96,20 @@ def test_a_broken_champion_file_names_the_file_and_how_to_restore_it(
     assert f".pql/models/champion.json {problem}." in output
     assert "Restore it from a backup, or move it aside and run `pql models promote VERSION`" in output
     assert "Traceback" not in output
+
+
+def test_a_failed_command_keeps_its_traceback_in_a_log_file_with_the_password_masked(tmp_path: Path) -> None:
+    url = f"postgresql+psycopg://pql:S3cret@127.0.0.1:{closed_port()}/warehouse"
+    code, output = pql("train", env={"PQL_SOURCE_URL": url})
+
+    assert code == 1 and "Traceback" not in output
+    (details,) = [line for line in output.splitlines() if line.startswith("details: ")]
+    log = Path(details.removeprefix("details: ")).read_text(encoding="utf-8")
+    assert log.startswith("Traceback") and "OperationalError" in log
+    assert "S3cret" not in log
+
+
+def test_masked_text_hides_passwords_in_urls_and_password_parameters() -> None:
+    text = "postgresql://u:p%40ss@h/db and host=h password=hunter2 user=u and sqlite:///x.db"
+
+    assert masked_text(text) == "postgresql://u:***@h/db and host=h password=*** user=u and sqlite:///x.db"

@@ -113,6 +113,44 @@ def require_database_files(*urls: str) -> None:
             raise DataError(f"The database file {missing} does not exist. {CREATE_TABLES_HINT}")
 
 
+# A URL's password, and a password given as a query parameter: masked in everything written to logs.
+_PASSWORD_IN_URL = re.compile(r"(?P<head>[A-Za-z][\w+.-]*://[^:@/\s]*:)[^@\s]*@")
+_PASSWORD_PARAMETER = re.compile(r"(?P<head>password=)[^&\s'\"]+", re.IGNORECASE)
+
+
+def masked_text(text: str) -> str:
+    """`text` with every password in a URL (or a `password=` parameter) replaced by ***."""
+    return _PASSWORD_PARAMETER.sub(r"\g<head>***", _PASSWORD_IN_URL.sub(r"\g<head>***@", text))
+
+
+def traceback_log(ctx: typer.Context | None, exc: BaseException) -> Path | None:
+    """Write the failure's full traceback (passwords masked) to `<state_dir>/logs/`; None when there is
+    no usable state directory (the one-line message then stands alone)."""
+    import os
+    import traceback
+    from datetime import UTC
+
+    try:
+        state_dir = settings_of(ctx).state_dir if ctx is not None else None
+        if state_dir is None:
+            return None
+        folder = state_dir / "logs"
+        folder.mkdir(parents=True, exist_ok=True)
+        command = ctx.command_path.replace(" ", "-") if ctx is not None else "pql"
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        path = folder / f"{command}-{stamp}-{os.getpid()}.log"
+        path.write_text(masked_text("".join(traceback.format_exception(exc))), encoding="utf-8")
+        return path
+    except (ConfigError, OSError):
+        return None
+
+
+def _details(ctx: typer.Context | None, exc: BaseException) -> None:
+    path = traceback_log(ctx, exc)
+    if path is not None:
+        errors.print(f"details: {path}", highlight=False, markup=False, style="dim")
+
+
 def cli_errors(func: F) -> F:
     """Turn the pipeline's known failures into one readable message and the documented exit code.
 
@@ -132,14 +170,17 @@ def cli_errors(func: F) -> F:
         except DataError as exc:
             errors.print(f"[bold red]{exc.heading}[/]", highlight=False)
             errors.print(str(exc), highlight=False, markup=False)
+            _details(ctx, exc)
             sys.exit(EXIT_DATA)
         except sa.exc.DBAPIError as exc:
             errors.print("[bold red]run failed on the database[/]", highlight=False)
             errors.print(database_failure(exc, ctx), highlight=False, markup=False)
+            _details(ctx, exc)
             sys.exit(EXIT_DATA)
         except OSError as exc:
             errors.print("[bold red]run failed on a path[/]", highlight=False)
             errors.print(path_failure(exc), highlight=False, markup=False)
+            _details(ctx, exc)
             sys.exit(EXIT_DATA)
 
     return wrapper  # type: ignore[return-value]
