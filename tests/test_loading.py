@@ -23,6 +23,7 @@ import typer
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
+from released_together import released_together
 from typer.testing import CliRunner
 
 import pql.loading
@@ -1169,29 +1170,8 @@ app(["load", "events", sys.argv[1]])
 def _racing_loads(path: Path, source_url: str, tmp_path: Path) -> list[subprocess.CompletedProcess[str]]:
     """Run two `pql load events PATH` processes released together; their exit codes and output."""
     env = {**os.environ, "PQL_SOURCE_URL": source_url, "PQL_STATE_DIR": str(tmp_path / ".pql")}
-    children = [
-        subprocess.Popen(
-            [sys.executable, "-c", LOAD_ON_GO, str(path)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
-            cwd=tmp_path,
-        )
-        for _ in range(2)
-    ]
-    for child in children:
-        assert child.stdout is not None and child.stdout.readline().strip() == "ready"
-    for child in children:
-        assert child.stdin is not None
-        child.stdin.write("go\n")
-        child.stdin.flush()
-    results = []
-    for child in children:
-        stdout, stderr = child.communicate(timeout=300)
-        results.append(subprocess.CompletedProcess(child.args, child.returncode, stdout, stderr))
-    return results
+    command = [sys.executable, "-c", LOAD_ON_GO, str(path)]
+    return released_together([command, command], env, tmp_path, timeout=300)
 
 
 def _event_ids(source_url: str) -> pd.Series:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_ENABLED, temporary_settings
+from released_together import released_together
 
 from flows import server
 from pql.commands.run import EPHEMERAL_ATTEMPTS, PrefectApiUnavailable, prefect_api
@@ -91,29 +92,11 @@ def test_runs_started_in_pairs_at_the_same_instant_never_fail_on_an_import(tmp_p
     api_url = str(PREFECT_API_URL.value())  # the session's test server: the pairs start none of their own
     for pair in range(PAIRS):
         env = _environment(tmp_path / f"pair-{pair}", PREFECT_API_URL=api_url)
-        children = [
-            subprocess.Popen(
-                [sys.executable, "-c", RUN_AND_REPORT_THREAD_IMPORTS, "on-go"],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-                env=env,
-                cwd=tmp_path,
-            )
-            for _ in range(2)
-        ]
-        for child in children:
-            assert child.stdout is not None and child.stdout.readline().strip() == "ready"
-        for child in children:
-            assert child.stdin is not None
-            child.stdin.write("go\n")
-            child.stdin.flush()
-        for child in children:
-            stdout, stderr = child.communicate(timeout=600)
-            assert "ImportError" not in stderr, f"pair {pair}: {stderr}"
-            assert child.returncode == 0, f"pair {pair}: {stderr}"
-            assert _off_main_stack_imports(stdout) == [], f"pair {pair}"
+        command = [sys.executable, "-c", RUN_AND_REPORT_THREAD_IMPORTS, "on-go"]
+        for done in released_together([command, command], env, tmp_path, timeout=600):
+            assert "ImportError" not in done.stderr, f"pair {pair}: {done.stderr}"
+            assert done.returncode == 0, f"pair {pair}: {done.stderr}"
+            assert _off_main_stack_imports(done.stdout) == [], f"pair {pair}"
 
 
 def test_a_run_that_cannot_start_prefects_server_says_what_to_set_in_one_line(tmp_path: Path) -> None:
