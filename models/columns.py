@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from features.catalog import excluded_features, feature_specs, key_event_columns
+from features.catalog import KEY_EVENT_WINDOWS_DAYS, excluded_features, feature_specs, key_event_columns
 from pql.config import Settings
 
 # What an empty column means, per family, in the words of someone who knows their own data.
@@ -47,19 +47,16 @@ def _shown(value: object) -> str:
     return str(value)
 
 
-def _reason(column: str, values: pd.Series, settings: Settings) -> str | None:
-    """Why `column` cannot be learned from in these rows (None when it can)."""
-    specs = {spec.name: spec for spec in feature_specs(settings)}
-    spec = specs.get(column)
+def _reason(column: str, values: pd.Series, family: str, key_event: str | None) -> str | None:
+    """Why `column` (of `family`; counting `key_event` if it is a key-event count) cannot be learned
+    from in these rows; None when it can."""
     known = values.dropna()
     if known.empty:
-        family = spec.family if spec is not None else ""
         return f"{_EMPTY_BY_FAMILY.get(family, 'no value')} in the {len(values)} training rows"
     if known.nunique() > 1:
         return None
-    keys = {key.column(days): key for key in key_event_columns(settings) for days in (7, 28)}
-    if column in keys and float(known.iloc[0]) == 0 and len(known) == len(values):
-        return f"no account did {keys[column].event.display!r} in the {len(values)} training rows"
+    if key_event is not None and float(known.iloc[0]) == 0 and len(known) == len(values):
+        return f"no account did '{key_event}' in the {len(values)} training rows"
     missing = len(values) - len(known)
     also = f" (the other {missing} unknown)" if missing else ""
     return f"the same value ({_shown(known.iloc[0])}) in every training row{also}"
@@ -72,12 +69,18 @@ def usable_columns(
 
     Columns switched off in `features.exclude` are left out with that reason first."""
     left_out = dict(excluded_features(settings))
+    families = {spec.name: spec.family for spec in feature_specs(settings)}
+    key_events = {
+        key.column(days): key.event.display
+        for key in key_event_columns(settings)
+        for days in KEY_EVENT_WINDOWS_DAYS
+    }
     kept: dict[str, list[str]] = {"numeric": [], "categorical": []}
     for kind, columns in (("numeric", numeric), ("categorical", categorical)):
         for column in columns:
             if column in left_out:
                 continue
-            why = _reason(column, rows[column], settings)
+            why = _reason(column, rows[column], families.get(column, ""), key_events.get(column))
             if why is None:
                 kept[kind].append(column)
             else:
