@@ -170,7 +170,8 @@ def cli_errors(func: F) -> F:
         except DataError as exc:
             errors.print(f"[bold red]{exc.heading}[/]", highlight=False)
             errors.print(str(exc), highlight=False, markup=False)
-            _details(ctx, exc)
+            if exc.__cause__ is not None:  # a curated message alone has no traceback worth keeping
+                _details(ctx, exc)
             sys.exit(EXIT_DATA)
         except sa.exc.DBAPIError as exc:
             errors.print("[bold red]run failed on the database[/]", highlight=False)
