@@ -22,6 +22,7 @@ demo: install
 
 test: install-test
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 	$(BIN)/pytest
 
 lint: install-test

@@ -33,7 +33,7 @@ def generate(accounts: int, days: int) -> dict[str, object]:
     """Write one world into a fresh DuckDB file (in this process) and measure it."""
     from pql.config import load_settings
     from pql.db import create_engine
-    from pql.demo_world import write_demo_world
+    from pql.demo.world import write_demo_world
     from pql.schema import source_tables
 
     with tempfile.TemporaryDirectory(prefix="pql-demo-bench-") as folder:

@@ -1,6 +1,6 @@
 """Benchmark: the point-in-time feature builder on 1 million and 10 million events.
 
-Two demo worlds (`pql.demo_world.write_demo_world`) with the same accounts and different lengths of
+Two demo worlds (`pql.demo.world.write_demo_world`) with the same accounts and different lengths of
 history, so that events grow tenfold while accounts stay put. Each world is written to DuckDB and
 copied to PostgreSQL. For one `as_of` (the end of the world) the benchmark times:
 
@@ -47,10 +47,10 @@ import psycopg
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from features.builder import build_features
-from features.reference import default_settings
 from pql.db import create_engine, redacted
-from pql.demo_world import write_demo_world
+from pql.demo.world import write_demo_world
+from pql.features.builder import build_features
+from pql.features.reference import default_settings
 from pql.schema import create_tables, source_tables
 
 END = datetime(2026, 1, 1)  # the end of both worlds and the as_of measured

@@ -40,18 +40,18 @@ import sqlalchemy as sa
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.frozen import FrozenEstimator
 
-from features.catalog import key_event_columns, model_columns
-from models.columns import ColumnChoice
-from models.pipeline import model_pipeline
-from models.registry import LoadedModel
-from models.training import fit_columns, reference_values
 from pql.config import Settings
 from pql.db import create_engine, redacted
+from pql.features.catalog import key_event_columns, model_columns
+from pql.models.columns import ColumnChoice
+from pql.models.pipeline import model_pipeline
+from pql.models.registry import LoadedModel
+from pql.models.training import fit_columns, reference_values
 from pql.schema import create_tables, output_tables
-from scoring.reasons import group_impacts, reason_groups, reasons_frame
-from scoring.rules import apply_pql_rules
-from scoring.scores import score_frame
-from scoring.writeback import write_run
+from pql.scoring.reasons import group_impacts, reason_groups, reasons_frame
+from pql.scoring.rules import apply_pql_rules
+from pql.scoring.scores import score_frame
+from pql.scoring.writeback import write_run
 
 AS_OF = datetime(2024, 6, 3)
 TRAIN_ROWS = 60_000

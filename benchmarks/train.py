@@ -50,11 +50,11 @@ def main() -> None:
 
     from threadpoolctl import threadpool_limits
 
-    from models.registry import read_metadata
-    from models.training import train_and_register
     from pql.config import load_settings
     from pql.db import create_engine
-    from pql.demo_world import write_demo_world
+    from pql.demo.world import write_demo_world
+    from pql.models.registry import read_metadata
+    from pql.models.training import train_and_register
     from pql.schema import source_tables
 
     lookback_days = 7 * args.snapshots

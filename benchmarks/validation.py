@@ -43,17 +43,18 @@ from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
-from features.builder import build_features
-from models.registry import CHAMPION_FILE, load_scoring_model
-from models.training import train_and_register
 from pql import validation
 from pql.config import Settings, load_settings
 from pql.db import create_engine
-from pql.demo_world import write_demo_world
+from pql.demo.world import write_demo_world
+from pql.features.builder import build_features
+from pql.features.gate import validate_features
+from pql.models.registry import CHAMPION_FILE, load_scoring_model
+from pql.models.training import train_and_register
 from pql.schema import create_tables, output_tables, source_tables
-from scoring.crm import crm_snapshot
-from scoring.rows import pql_rows
-from scoring.writeback import previous_scores, write_run
+from pql.scoring.crm import crm_snapshot
+from pql.scoring.rows import pql_rows
+from pql.scoring.writeback import previous_scores, write_run
 
 OUT = Path(__file__).parent / "out"
 END = datetime(2026, 11, 1)  # the world ends here (exclusive); runs score as of it
@@ -130,7 +131,7 @@ def one_pass(settings: Settings) -> tuple[dict[str, float], dict[str, float], st
             timed(gates, "crm_tables", lambda: v.validate_crm_tables(crm, outputs, settings)),
         ]
         features = timed(other, "build_features", lambda: build_features(source, tables, settings, [END]))
-        checked = timed(gates, "features", lambda: v.validate_features(features, settings))
+        checked = timed(gates, "features", lambda: validate_features(features, settings))
         results.append(checked)
         features = checked.kept
         model = timed(other, "load_model", lambda: load_scoring_model(settings))

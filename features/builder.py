@@ -31,7 +31,9 @@ from datetime import date, datetime, timedelta
 import pandas as pd
 import sqlalchemy as sa
 
-from features.catalog import (
+from pql.config import KeyEvent, Settings
+from pql.db import DataError
+from pql.features.catalog import (
     ACTIVE_DAYS_WINDOWS_DAYS,
     ACTIVE_USERS_WINDOWS_DAYS,
     ACTIVITY_WINDOWS_DAYS,
@@ -45,7 +47,7 @@ from features.catalog import (
     feature_specs,
     key_event_columns,
 )
-from features.sql import (
+from pql.features.sql import (
     bound_parameter_count,
     check_parameter_budget,
     count_where,
@@ -53,8 +55,6 @@ from features.sql import (
     parameter_limit,
     rows_cte,
 )
-from pql.config import KeyEvent, Settings
-from pql.db import DataError
 from pql.schema import TIMESTAMP, SourceTables
 
 DAY = timedelta(days=1)

@@ -9,14 +9,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from pql.config import MAX_SLUG_LENGTH, ConfigError, KeyEvent, Settings, short_hash, slug_of
+from pql.config import (
+    LONGEST_WINDOW_DAYS,
+    MAX_SLUG_LENGTH,
+    ConfigError,
+    KeyEvent,
+    Settings,
+    short_hash,
+    slug_of,
+)
 
 ACTIVITY_WINDOWS_DAYS = (1, 7, 28)
 ACTIVE_DAYS_WINDOWS_DAYS = (7, 28)
 ACTIVE_USERS_WINDOWS_DAYS = (7, 28)
 NEW_USERS_WINDOWS_DAYS = (14, 28)
 KEY_EVENT_WINDOWS_DAYS = (7, 28)
-LONGEST_WINDOW_DAYS = 28
 MOMENTUM_RECENT_DAYS = 7
 MOMENTUM_PRIOR_DAYS = 21
 

@@ -15,9 +15,9 @@ from datetime import datetime, timedelta
 import pandas as pd
 import sqlalchemy as sa
 
-from features.builder import naive_timestamps, snapshot_instants
-from features.sql import bound_parameter_count, check_parameter_budget, parameter_limit, rows_cte
 from pql.config import ConfigError, Settings
+from pql.features.builder import naive_timestamps, snapshot_instants
+from pql.features.sql import bound_parameter_count, check_parameter_budget, parameter_limit, rows_cte
 from pql.schema import TIMESTAMP, SourceTables
 
 LABEL_COLUMNS = ["account_id", "as_of", "label", "is_censored"]

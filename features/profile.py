@@ -20,11 +20,11 @@ from datetime import date, datetime, timedelta
 import pandas as pd
 import sqlalchemy as sa
 
-from features.builder import snapshot_instants
-from features.catalog import LONGEST_WINDOW_DAYS
-from features.sql import count_where, key_event_condition, rows_cte, utc_day
 from pql.config import Settings
 from pql.db import DataError
+from pql.features.builder import snapshot_instants
+from pql.features.catalog import LONGEST_WINDOW_DAYS
+from pql.features.sql import count_where, key_event_condition, rows_cte, utc_day
 from pql.schema import TIMESTAMP, SourceTables
 
 TOP_EVENT_NAMES = 30

@@ -11,9 +11,9 @@ import sys
 from itertools import groupby
 from pathlib import Path
 
-from features.catalog import CONVENTIONS, feature_specs
-from features.labels import LABEL_NOTES
 from pql.config import Settings
+from pql.features.catalog import CONVENTIONS, feature_specs
+from pql.features.labels import LABEL_NOTES
 
 REFERENCE_PATH = Path(__file__).resolve().parents[1] / "docs" / "features.md"
 

@@ -13,11 +13,11 @@ from datetime import UTC, datetime, timedelta
 import pandas as pd
 import sqlalchemy as sa
 
-from features.builder import build_features, snapshot_instants
-from features.labels import build_labels
 from pql.clock import start_of_day
 from pql.config import Settings
 from pql.db import DataError
+from pql.features.builder import build_features, snapshot_instants
+from pql.features.labels import build_labels
 from pql.schema import SourceTables
 
 

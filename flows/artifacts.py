@@ -8,10 +8,10 @@ from uuid import UUID
 
 from prefect.artifacts import create_markdown_artifact
 
-from flows.summary import RunSummary
-from models.registry import REPORT_FILE
-from models.training import TrainOutcome
-from scoring.diff import change_counts
+from pql.flows.summary import RunSummary
+from pql.models.registry import REPORT_FILE
+from pql.models.training import TrainOutcome
+from pql.scoring.diff import change_counts
 
 MISSING = "–"
 UNTIERED = "not tiered (ineligible)"

@@ -41,7 +41,7 @@ class DeclaredDeployment:
 
     @property
     def module_and_flow(self) -> tuple[str, str]:
-        """`flows/nightly.py:nightly` -> ('flows.nightly', 'nightly')."""
+        """`pql/flows/nightly.py:nightly` -> ("pql.flows.nightly", "nightly")."""
         path, _, attribute = self.entrypoint.partition(":")
         module = PurePosixPath(path)
         return ".".join(module.with_suffix("").parts), attribute
@@ -77,7 +77,7 @@ def _deployment(path: Path, index: int, raw: Any) -> DeclaredDeployment:
     where = f"deployment {raw['name']!r}"
     entrypoint = raw.get("entrypoint")
     if not isinstance(entrypoint, str) or not entrypoint.partition(":")[0].endswith(".py"):
-        raise _problem(path, where, "`entrypoint` must look like flows/nightly.py:nightly.")
+        raise _problem(path, where, "`entrypoint` must look like pql/flows/nightly.py:nightly.")
     schedules = raw.get("schedules") or []
     return DeclaredDeployment(
         name=raw["name"],

@@ -27,8 +27,8 @@ from sqlalchemy.engine import make_url
 
 from pql.config import Settings
 from pql.schema import OutputTables, create_tables
+from pql.scoring.writeback import SUCCEEDED, SUPERSEDED
 from pql.validation.results import ValidationFailed
-from scoring.writeback import SUCCEEDED, SUPERSEDED
 
 RUNNING = "running"
 FAILED = "failed"

@@ -6,9 +6,9 @@ from datetime import datetime
 
 from prefect import flow
 
-from flows import tasks
-from flows.scoring_run import scoring_run
-from flows.summary import RunSummary
+from pql.flows import tasks
+from pql.flows.scoring_run import scoring_run
+from pql.flows.summary import RunSummary
 
 
 @flow(name="pql-nightly")

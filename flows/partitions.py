@@ -26,9 +26,9 @@ from prefect.task_runners import TaskRunner
 from prefect.utilities.annotations import unmapped
 from prefect_dask import DaskTaskRunner
 
-from flows.retries import task_options
 from pql.config import Settings
-from scoring.model_protocol import ScoringModel
+from pql.flows.retries import task_options
+from pql.scoring.model_protocol import ScoringModel
 
 LOCAL_WORKERS = 4
 

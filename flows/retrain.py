@@ -6,9 +6,9 @@ from datetime import datetime
 
 from prefect import flow
 
-from flows import tasks
-from models.training import TrainOutcome
 from pql.db import databases
+from pql.flows import tasks
+from pql.models.training import TrainOutcome
 
 
 @flow(name="pql-retrain")

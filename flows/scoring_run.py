@@ -9,9 +9,9 @@ from datetime import datetime
 
 from prefect import flow
 
-from flows import tasks
-from flows.summary import RunSummary
 from pql.db import databases
+from pql.flows import tasks
+from pql.flows.summary import RunSummary
 
 
 @flow(name="pql-scoring-run", flow_run_name="{kind}-{as_of:%Y-%m-%d}")

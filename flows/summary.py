@@ -10,11 +10,11 @@ from typing import Any
 
 import pandas as pd
 
-from models.registry import REPORT_FILE
 from pql.config import TIERS, Settings
-from scoring.diff import DROPPED_PQL, NEW_PQL, change_counts
-from scoring.model_protocol import ScoringModel
-from scoring.rules import LEFT_LIST, NEW
+from pql.models.registry import REPORT_FILE
+from pql.scoring.diff import DROPPED_PQL, NEW_PQL, change_counts
+from pql.scoring.model_protocol import ScoringModel
+from pql.scoring.rules import LEFT_LIST, NEW
 
 TOP_PQLS = 10
 

@@ -24,26 +24,27 @@ from prefect.exceptions import MissingContextError
 from prefect.runtime import flow_run
 from prefect.tasks import Task
 
-from features.builder import build_features as features_for
-from flows import ledger
-from flows.artifacts import publish_run_artifact, publish_training_artifact
-from flows.locking import RunLock, registry_lock, run_lock
-from flows.partitions import fanned_out
-from flows.retries import task_options
-from flows.secrets import with_secret_urls
-from flows.summary import RunSummary, best_pqls, run_summary
-from models.production.drift import enforce_breach_policy, monitoring_summary
-from models.production.io import trailing_pql_volumes
-from models.registry import LoadedModel, load_scoring_model
-from models.training import TooLittleDataError, TrainOutcome, train_and_register
 from pql import validation
 from pql.clock import start_of_day, to_utc_naive, today_in
 from pql.config import ConfigError, Settings, load_settings
 from pql.db import Databases
-from scoring.crm import account_names, crm_snapshot
-from scoring.diff import changes_frame
-from scoring.rows import pql_rows
-from scoring.writeback import current_scores, previous_scores, write_run_on
+from pql.features import gate
+from pql.features.builder import build_features as features_for
+from pql.flows import ledger
+from pql.flows.artifacts import publish_run_artifact, publish_training_artifact
+from pql.flows.locking import RunLock, registry_lock, run_lock
+from pql.flows.partitions import fanned_out
+from pql.flows.retries import task_options
+from pql.flows.secrets import with_secret_urls
+from pql.flows.summary import RunSummary, best_pqls, run_summary
+from pql.models.registry import LoadedModel, load_scoring_model
+from pql.models.training import TooLittleDataError, TrainOutcome, train_and_register
+from pql.monitoring.drift import enforce_breach_policy, monitoring_summary
+from pql.outcomes.io import trailing_pql_volumes
+from pql.scoring.crm import account_names, crm_snapshot
+from pql.scoring.diff import changes_frame
+from pql.scoring.rows import pql_rows
+from pql.scoring.writeback import current_scores, previous_scores, write_run_on
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -198,7 +199,7 @@ def validate_features(
     """The features gate over the columns `model` reads: the rows kept (quarantined rows set aside)
     and the results so far."""
     used = [*model.numeric_columns, *model.categorical_columns]
-    result = validation.validate_features(features, settings, used)
+    result = gate.validate_features(features, settings, used)
     results = [*earlier, result]
     _checked(results, settings, run)
     return (features if result.kept is None else result.kept), results

@@ -13,10 +13,10 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from models.pipeline import MIN_CATEGORY_ROWS, input_step, missing_columns
-from models.points import Link, fit_link, fit_points
 from pql.config import Settings
 from pql.db import DataError
+from pql.models.pipeline import MIN_CATEGORY_ROWS, input_step, missing_columns
+from pql.models.points import Link, fit_link, fit_points
 
 ACTIVITY_COLUMN = "count_events_28d"
 # Labels for reports and the CLI, in the order baselines are shown.

@@ -22,14 +22,14 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import average_precision_score
 
-from features.catalog import model_columns
-from models.backtest import rolling_origin_splits
-from models.baselines import logistic_pipeline
-from models.calibration import calibrated_fit
-from models.columns import usable_columns
-from models.pipeline import model_pipeline
 from pql.config import Settings
 from pql.db import DataError
+from pql.features.catalog import model_columns
+from pql.models.backtest import rolling_origin_splits
+from pql.models.baselines import logistic_pipeline
+from pql.models.calibration import calibrated_fit
+from pql.models.columns import usable_columns
+from pql.models.pipeline import model_pipeline
 
 PipelineFactory = Callable[[Sequence[str], Sequence[str], int], Any]
 DEFAULT_CANDIDATE = "gradient_boosting"

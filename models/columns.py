@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from features.catalog import KEY_EVENT_WINDOWS_DAYS, excluded_features, feature_specs, key_event_columns
 from pql.config import Settings
+from pql.features.catalog import KEY_EVENT_WINDOWS_DAYS, excluded_features, feature_specs, key_event_columns
 
 # What an empty column means, per family, in the words of someone who knows their own data.
 _EMPTY_BY_FAMILY = {

@@ -19,7 +19,8 @@ from typing import Any
 import pandas as pd
 import sqlalchemy as sa
 
-from features.catalog import (
+from pql.config import Settings
+from pql.features.catalog import (
     FAMILIES,
     KEY_EVENT_WINDOWS_DAYS,
     LONGEST_WINDOW_DAYS,
@@ -27,7 +28,7 @@ from features.catalog import (
     key_event_columns,
     model_columns,
 )
-from features.profile import (
+from pql.features.profile import (
     EventOutcomes,
     SourceProfile,
     check_source_tables,
@@ -35,10 +36,10 @@ from features.profile import (
     snapshot_conversions,
     source_profile,
 )
-from features.training import data_end, snapshot_dates, training_set
-from models.backtest import TimeSplit
-from models.columns import ColumnChoice, usable_columns
-from models.readiness import (
+from pql.features.training import data_end, snapshot_dates, training_set
+from pql.models.backtest import TimeSplit
+from pql.models.columns import ColumnChoice, usable_columns
+from pql.models.readiness import (
     DAY,
     History,
     Readiness,
@@ -50,7 +51,6 @@ from models.readiness import (
     readiness,
     what_would_help,
 )
-from pql.config import Settings
 from pql.schema import SourceTables
 from pql.validation.jsonable import plain
 

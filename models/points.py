@@ -31,9 +31,9 @@ import numpy as np
 import pandas as pd
 from sklearn.linear_model import LogisticRegression
 
-from features.catalog import key_event_columns
 from pql.config import ConfigError, Settings
 from pql.db import DataError
+from pql.features.catalog import key_event_columns
 
 EVENT_WINDOWS_DAYS = (7, 28)
 DEFAULT_POINTS = 10.0

@@ -15,12 +15,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from features.catalog import LONGEST_WINDOW_DAYS
-from features.profile import SnapshotConversions
-from features.training import snapshot_dates
-from models.backtest import TimeSplit, out_of_time_split
 from pql.config import Settings
 from pql.db import DataError
+from pql.features.catalog import LONGEST_WINDOW_DAYS
+from pql.features.profile import SnapshotConversions
+from pql.features.training import snapshot_dates
+from pql.models.backtest import TimeSplit, out_of_time_split
 
 DAY = timedelta(days=1)
 MIN_SNAPSHOTS = 8

@@ -39,11 +39,11 @@ import joblib
 import numpy as np
 import pandas as pd
 
-from features.catalog import feature_specs
-from models.encoded import EncodedModel, encoded_model
-from models.points import DEFAULT_BASE_RATE, fit_points
 from pql.config import Settings
 from pql.db import DataError
+from pql.features.catalog import feature_specs
+from pql.models.encoded import EncodedModel, encoded_model
+from pql.models.points import DEFAULT_BASE_RATE, fit_points
 
 MODEL_FILE = "model.joblib"
 METADATA_FILE = "metadata.json"

@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import precision_recall_curve, roc_curve
 
-from models.baselines import BASELINE_NAMES
-from models.metrics import Holdout, calibration_table, gain_curve
+from pql.models.baselines import BASELINE_NAMES
+from pql.models.metrics import Holdout, calibration_table, gain_curve
 
 SCORER_NAMES = {"model": "model", **BASELINE_NAMES}
 SUMMARY_METRICS = (

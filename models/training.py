@@ -25,25 +25,27 @@ import sqlalchemy as sa
 from sklearn.inspection import permutation_importance
 from sklearn.pipeline import Pipeline
 
-from features.catalog import feature_specs, model_columns
-from features.training import data_end, training_set
-from models.backtest import TimeSplit, out_of_time_split, rolling_origin_splits
-from models.baselines import BASELINE_NAMES, fit_baselines
-from models.calibration import CalibratedFit, calibrated_fit
-from models.candidates import CANDIDATE_NAMES, DEFAULT_CANDIDATE, PipelineFactory, choose_candidate
-from models.champion import HoldoutScore, promotion_decision
-from models.columns import ColumnChoice, usable_columns
-from models.encoded import encoded_model
-from models.metrics import (
+from pql.config import Settings
+from pql.db import DataError
+from pql.features.catalog import feature_specs, model_columns
+from pql.features.training import data_end, training_set
+from pql.models.backtest import TimeSplit, out_of_time_split, rolling_origin_splits
+from pql.models.baselines import BASELINE_NAMES, fit_baselines
+from pql.models.calibration import CalibratedFit, calibrated_fit
+from pql.models.candidates import CANDIDATE_NAMES, DEFAULT_CANDIDATE, PipelineFactory, choose_candidate
+from pql.models.champion import HoldoutScore, promotion_decision
+from pql.models.columns import ColumnChoice, usable_columns
+from pql.models.encoded import encoded_model
+from pql.models.metrics import (
     bootstrap_intervals,
     calibration_error,
     calibration_table,
     holdout_of,
     point_metrics,
 )
-from models.pipeline import BOOSTER_PARAMS, missing_columns, model_pipeline
-from models.points import fit_points
-from models.registry import (
+from pql.models.pipeline import BOOSTER_PARAMS, missing_columns, model_pipeline
+from pql.models.points import fit_points
+from pql.models.registry import (
     TOO_LITTLE_DATA,
     TRAINED,
     RegistryError,
@@ -56,9 +58,7 @@ from models.registry import (
     save_version,
     signing_key,
 )
-from models.report import ReportData, render_fallback_report, render_report
-from pql.config import Settings
-from pql.db import DataError
+from pql.models.report import ReportData, render_fallback_report, render_report
 from pql.schema import SourceTables
 
 FIT_GROUPS = ("company_size", "industry", "country")

@@ -254,6 +254,8 @@ class ModelConfig(_Strict):
     )
 
 
+# The longest feature window: the source gates check the events the features read.
+LONGEST_WINDOW_DAYS = 28
 TIERS = ("very_high", "high", "medium", "low")
 
 

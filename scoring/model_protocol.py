@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 if TYPE_CHECKING:
-    from models.encoded import EncodedModel
+    from pql.models.encoded import EncodedModel
 
 
 @runtime_checkable

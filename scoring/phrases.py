@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from features.catalog import KeyEventColumns, attribute_columns
 from pql.config import Settings
+from pql.features.catalog import KeyEventColumns, attribute_columns
 
 # A comparison is only worth saying when the account stands out from its peers.
 NOTABLE_SHARE = 0.25

@@ -34,12 +34,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from scipy.special import logit
 
-from features.catalog import KeyEventColumns, feature_specs, key_event_columns
 from pql.config import Settings
 from pql.db import DataError
-from scoring.model_protocol import ScoringModel
-from scoring.phrases import configured_phrases, peer_shares, rendered
-from scoring.scores import eligible_rows, require_model_columns
+from pql.features.catalog import KeyEventColumns, feature_specs, key_event_columns
+from pql.scoring.model_protocol import ScoringModel
+from pql.scoring.phrases import configured_phrases, peer_shares, rendered
+from pql.scoring.scores import eligible_rows, require_model_columns
 
 RAISING = 3
 LOWERING = 2

@@ -7,10 +7,10 @@ from datetime import datetime
 import pandas as pd
 
 from pql.config import Settings
-from scoring.model_protocol import ScoringModel
-from scoring.reasons import reasons_frame
-from scoring.rules import apply_pql_rules
-from scoring.scores import score_frame
+from pql.scoring.model_protocol import ScoringModel
+from pql.scoring.reasons import reasons_frame
+from pql.scoring.rules import apply_pql_rules
+from pql.scoring.scores import score_frame
 
 
 def pql_rows(

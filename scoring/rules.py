@@ -22,10 +22,10 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 
-from models.production.control import is_control
 from pql.config import ScoringConfig, Settings
 from pql.db import DataError
-from scoring.playbook import playbooks, trial_days_left
+from pql.scoring.control import is_control
+from pql.scoring.playbook import playbooks, trial_days_left
 
 NEW = "new"
 KEPT = "kept"

@@ -25,7 +25,7 @@ from scipy.special import expit, logit
 
 from pql.config import TIERS, Settings
 from pql.db import DataError
-from scoring.model_protocol import ScoringModel
+from pql.scoring.model_protocol import ScoringModel
 
 REST_TIER = TIERS[-1]
 GRADES = "EDCBA"  # indexed by fit level + engagement level (each 0, 1 or 2)

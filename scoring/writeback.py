@@ -25,7 +25,7 @@ import sqlalchemy as sa
 from pql.bulk import bulk_insert
 from pql.db import DataError, redacted
 from pql.schema import OutputTables, readable_columns
-from scoring.rules import LEFT_LIST, NEW
+from pql.scoring.rules import LEFT_LIST, NEW
 
 SUCCEEDED = "succeeded"
 SUPERSEDED = "superseded"

@@ -18,8 +18,8 @@ from pql.clock import start_of_day, today_in
 from pql.commands import demo_data
 from pql.config import DEFAULT_KEY_EVENTS, Settings, load_settings
 from pql.db import create_engine
-from pql.demo_world import DemoWorldSummary, write_demo_world
-from pql.demo_world_simulation import FREE, TRIAL, conversion_steps
+from pql.demo.simulation import FREE, TRIAL, conversion_steps
+from pql.demo.world import DemoWorldSummary, write_demo_world
 from pql.schema import SourceTables, source_tables
 
 END = datetime(2026, 3, 2)  # a Monday

@@ -22,13 +22,13 @@ from inspect_worlds import (
 )
 from typer.testing import CliRunner
 
-from features.training import snapshot_dates, training_set
-from models.backtest import out_of_time_split
-from models.inspection import events_per_day, key_events_toml
-from models.readiness import MIN_SNAPSHOTS, History, candidate_windows, what_would_help
 from pql.cli import app
 from pql.config import load_settings
 from pql.db import create_engine
+from pql.features.training import snapshot_dates, training_set
+from pql.models.backtest import out_of_time_split
+from pql.models.inspection import events_per_day, key_events_toml
+from pql.models.readiness import MIN_SNAPSHOTS, History, candidate_windows, what_would_help
 from pql.schema import create_tables, source_tables
 
 DAY = timedelta(days=1)

@@ -11,7 +11,7 @@ from pql.commands import cli_errors, console, settings_of
 from pql.commands.models import outcome_lines
 from pql.commands.run import flow_config, print_summary, quiet_prefect, run_flow
 from pql.db import databases, redacted
-from pql.demo_world import write_demo_world
+from pql.demo.world import write_demo_world
 from pql.schema import create_tables
 
 
@@ -32,7 +32,7 @@ def register(app: typer.Typer) -> None:
         ] = False,
     ) -> None:
         """Generate a demo world if none exists, train a model, run the nightly flow, print the top PQLs."""
-        from models.training import TooLittleDataError, train_and_register
+        from pql.models.training import TooLittleDataError, train_and_register
 
         settings = settings_of(ctx)
         with databases(settings) as dbs:
@@ -65,7 +65,7 @@ def register(app: typer.Typer) -> None:
             console.print(f"    {line}", highlight=False)
         console.print("3/3 nightly scoring flow (Prefect)")
         quiet_prefect()
-        from flows.nightly import nightly
+        from pql.flows.nightly import nightly
 
         summary = run_flow(lambda: nightly(config=flow_config(ctx)))
         print_summary(summary)

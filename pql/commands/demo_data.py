@@ -8,7 +8,7 @@ import typer
 
 from pql.commands import cli_errors, console, instant_option, settings_of
 from pql.db import databases, redacted
-from pql.demo_world import DemoWorldSummary, write_demo_world
+from pql.demo.world import DemoWorldSummary, write_demo_world
 
 
 def summary_lines(summary: DemoWorldSummary, url: str) -> list[str]:

@@ -161,7 +161,7 @@ def register(app: typer.Typer) -> None:
         ] = False,
     ) -> None:
         """Profile the source database (read only): can `pql train` train now, and with which settings."""
-        from models.inspection import inspect_source
+        from pql.models.inspection import inspect_source
 
         settings = settings_of(ctx)
         url = settings.source_database_url

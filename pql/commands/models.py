@@ -16,7 +16,7 @@ from pql.config import Settings
 from pql.db import databases
 
 if TYPE_CHECKING:
-    from models.training import TrainOutcome
+    from pql.models.training import TrainOutcome
 
 SHOWN_METRICS = (
     ("pr_auc", "PR-AUC", 3),
@@ -31,7 +31,7 @@ SHOWN_METRICS = (
 
 def signature_text(status: str, *, short: bool = False) -> str:
     """A version's signature status (models.registry) as `pql models list` (short) or `show` words it."""
-    from models.registry import BAD_SIGNATURE, MISSING_FILE, SIGNED, UNSIGNED, UNVERIFIED
+    from pql.models.registry import BAD_SIGNATURE, MISSING_FILE, SIGNED, UNSIGNED, UNVERIFIED
 
     cell, sentence = {
         SIGNED: ("verified", "signed; verifies with the current key"),
@@ -69,7 +69,7 @@ def outcome_lines(outcome: TrainOutcome) -> list[str]:
 
 def metrics_table(metrics: dict[str, Any]) -> Table:
     """Model against baselines on the holdout, with 95% bootstrap intervals."""
-    from models.report import SCORER_NAMES
+    from pql.models.report import SCORER_NAMES
 
     holdout = metrics["holdout"]
     table = Table(title=f"holdout metrics ({metrics['bootstrap_rounds']} bootstrap rounds, 95% intervals)")
@@ -87,7 +87,7 @@ def metrics_table(metrics: dict[str, Any]) -> Table:
 
 
 def _show(meta: dict[str, Any], is_champion: bool, folder: str, signature: str) -> None:
-    from models.report import left_out_lines, verdict_sentences
+    from pql.models.report import left_out_lines, verdict_sentences
 
     training = meta.get("training", {})
     dates = training.get("as_of_dates", [])
@@ -130,7 +130,7 @@ def _show(meta: dict[str, Any], is_champion: bool, folder: str, signature: str) 
 
 def warn_if_unsigned(settings: Settings) -> None:
     """Print the unsigned-registry warning when no signing key is set."""
-    from models.registry import signing_key, unsigned_warning
+    from pql.models.registry import signing_key, unsigned_warning
 
     if signing_key(settings) is None:
         warning = unsigned_warning(settings.model_registry_path)
@@ -152,7 +152,7 @@ def register(app: typer.Typer) -> None:
         ] = None,
     ) -> None:
         """Build the training set, backtest the model against baselines, register it, promote if better."""
-        from models.training import train_and_register
+        from pql.models.training import train_and_register
 
         settings = settings_of(ctx)
         end_at = instant_option(end, "--end", settings)
@@ -172,7 +172,7 @@ def register(app: typer.Typer) -> None:
     @cli_errors
     def list_models(ctx: typer.Context) -> None:
         """List every registered version, oldest first; * marks the champion; whether each is signed."""
-        from models.registry import list_versions, signing_key
+        from pql.models.registry import list_versions, signing_key
 
         settings = settings_of(ctx)
         root = settings.model_registry_path
@@ -210,7 +210,7 @@ def register(app: typer.Typer) -> None:
         ] = None,
     ) -> None:
         """Show a version's training window, metrics against baselines, promotion decision and signature."""
-        from models.registry import (
+        from pql.models.registry import (
             RegistryError,
             champion_state,
             read_metadata,
@@ -235,7 +235,7 @@ def register(app: typer.Typer) -> None:
         ctx: typer.Context, version: Annotated[str, typer.Argument(help="The version to make champion.")]
     ) -> None:
         """Make VERSION the champion (after checking it loads: checksum, features, library versions)."""
-        from models.registry import promote
+        from pql.models.registry import promote
 
         settings = settings_of(ctx)
         promote(settings.model_registry_path, version, settings, reason="manual promotion")
@@ -246,7 +246,7 @@ def register(app: typer.Typer) -> None:
     @cli_errors
     def rollback_champion(ctx: typer.Context) -> None:
         """Undo the latest promotion: the previous champion scores again."""
-        from models.registry import rollback
+        from pql.models.registry import rollback
 
         settings = settings_of(ctx)
         restored = rollback(settings.model_registry_path, settings)

@@ -12,8 +12,8 @@ from rich.table import Table
 
 from pql.commands import cli_errors, console, settings_of
 from pql.db import databases
-from scoring.crm import account_names
-from scoring.writeback import pql_list
+from pql.scoring.crm import account_names
+from pql.scoring.writeback import pql_list
 
 
 def _offer(row: object) -> str:

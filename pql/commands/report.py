@@ -90,7 +90,7 @@ def register(app: typer.Typer) -> None:
         ] = None,
     ) -> None:
         """Write the outcomes report: PQL volume, conversion by tier, lift, control uplift, SLA and drift."""
-        from models.production.report import write_report
+        from pql.outcomes.report import write_report
 
         settings = settings_of(ctx)
         end = instant_option(until, "--until", settings) or start_of_day(
@@ -118,7 +118,7 @@ def register(app: typer.Typer) -> None:
         ] = None,
     ) -> None:
         """Show each owner's share of PQLs first touched within outcomes.sla_hours, and the overdue PQLs."""
-        from models.production.evaluation import evaluate_sla
+        from pql.outcomes.evaluation import evaluate_sla
 
         settings = settings_of(ctx)
         now = instant_option(as_of, "--as-of", settings) or datetime.now(UTC).replace(tzinfo=None)

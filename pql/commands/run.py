@@ -29,7 +29,7 @@ from pql.config import config_path
 from pql.db import DataError, failure_of
 
 if TYPE_CHECKING:
-    from flows.summary import RunSummary
+    from pql.flows.summary import RunSummary
 
 R = TypeVar("R")
 DATABASE_ERRORS = (sa.exc.SQLAlchemyError, psycopg.Error, duckdb.Error, sqlite3.Error)
@@ -104,7 +104,7 @@ def prefect_api(stack: ExitStack) -> None:
         temporary_settings,
     )
 
-    from flows.server import ServerDidNotStart, ephemeral_server
+    from pql.flows.server import ServerDidNotStart, ephemeral_server
 
     if PREFECT_API_URL.value() or not PREFECT_SERVER_EPHEMERAL_ENABLED.value():
         return  # a configured server (or Prefect's own message when neither is allowed)
@@ -147,7 +147,7 @@ def run_flow(call: Callable[[], R]) -> R:
             # The driver's own first line, not SQLAlchemy's message (which repeats the whole statement).
             database, cause = failure_of(exc) if isinstance(exc, sa.exc.DBAPIError) else (None, exc)
             on = f" on database {database}" if database else ""
-            from flows.retries import is_transient
+            from pql.flows.retries import is_transient
 
             # Only transient errors are retried; saying "after its retries" of the others would mislead.
             tried = (
@@ -196,7 +196,7 @@ def print_summary(summary: RunSummary) -> None:
                 highlight=False,
             )
     if summary.dry_run and summary.changes is not None:
-        from scoring.diff import render_changes
+        from pql.scoring.diff import render_changes
 
         console.print(render_changes(summary.changes))
         return
@@ -239,7 +239,7 @@ def register(app: typer.Typer) -> None:
         settings = settings_of(ctx)
         moment = instant_option(as_of, "--as-of", settings)
         quiet_prefect()
-        from flows.nightly import nightly
+        from pql.flows.nightly import nightly
 
         summary = run_flow(lambda: nightly(as_of=moment, dry_run=dry_run, config=flow_config(ctx)))
         print_summary(summary)
@@ -264,8 +264,8 @@ def register(app: typer.Typer) -> None:
         except ValueError as exc:
             raise typer.BadParameter(f"dates must look like 2026-01-31 ({exc}).") from exc
         quiet_prefect()
-        from flows.backfill import backfill as backfill_flow
-        from flows.tasks import as_of_dates
+        from pql.flows.backfill import backfill as backfill_flow
+        from pql.flows.tasks import as_of_dates
 
         as_of_dates(first, last, settings)  # a backwards range stops here, before any run starts
 
@@ -319,8 +319,8 @@ def register(app: typer.Typer) -> None:
         from prefect import serve as serve_deployments
         from prefect.settings import PREFECT_API_URL, temporary_settings
 
-        from flows.deployments import default_prefect_yaml, runner_deployments
-        from flows.server import local_server
+        from pql.flows.deployments import default_prefect_yaml, runner_deployments
+        from pql.flows.server import local_server
 
         config = flow_config(ctx)
         deployments = runner_deployments(

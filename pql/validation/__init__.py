@@ -1,7 +1,7 @@
 """Data-quality gates: Great Expectations suites per stage, a policy per check, results per run.
 
 The flows call one gate per stage (`validate_events`, `validate_plan_changes`, `validate_accounts`,
-`validate_crm_tables`, `validate_features`, `validate_scores`, `validate_output`), record the results
+`validate_crm_tables`, `validate_feature_frame`, `validate_scores`, `validate_output`), record the results
 (`summary`, `write_results`, `write_quarantine`) and stop before the write-back with
 `raise_for_failures`.
 """
@@ -11,7 +11,7 @@ from pql.validation.gates import (
     validate_accounts,
     validate_crm_tables,
     validate_events,
-    validate_features,
+    validate_feature_frame,
     validate_output,
     validate_plan_changes,
     validate_scores,
@@ -46,7 +46,7 @@ __all__ = [
     "validate_accounts",
     "validate_crm_tables",
     "validate_events",
-    "validate_features",
+    "validate_feature_frame",
     "validate_output",
     "validate_plan_changes",
     "validate_scores",

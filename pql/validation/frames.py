@@ -9,12 +9,17 @@ import json
 import math
 from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
 
-from features.catalog import FeatureSpec
+
+class Spec(Protocol):
+    """A feature column's description: its name, and the attributes (family, window, …) that the
+    features suite's column sets and null-share rules select on."""
+
+    name: str
 
 
 def columns_frame(
@@ -102,12 +107,12 @@ def key_event_counts(names: pd.DataFrame, key_events: Sequence[str]) -> pd.DataF
     )
 
 
-def _matches(spec: FeatureSpec, where: Mapping[str, Sequence[str]]) -> bool:
+def _matches(spec: Spec, where: Mapping[str, Sequence[str]]) -> bool:
     return all(getattr(spec, key) in values for key, values in where.items())
 
 
 def feature_column_sets(
-    specs: Sequence[FeatureSpec], column_sets: Mapping[str, Mapping[str, Sequence[str]]]
+    specs: Sequence[Spec], column_sets: Mapping[str, Mapping[str, Sequence[str]]]
 ) -> dict[str, list[str]]:
     """Each named set of the features suite resolved to the catalog's columns it selects."""
     return {
@@ -137,7 +142,7 @@ def range_extremes(features: pd.DataFrame, column_sets: Mapping[str, Sequence[st
 
 
 def null_shares(
-    features: pd.DataFrame, specs: Sequence[FeatureSpec], limits: Sequence[Mapping[str, Any]]
+    features: pd.DataFrame, specs: Sequence[Spec], limits: Sequence[Mapping[str, Any]]
 ) -> pd.DataFrame:
     """column, null_share, max_null_share: one row per catalog column present in `features`; the limit
     is that of the first rule whose `where` matches the column's spec."""

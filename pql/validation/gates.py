@@ -15,8 +15,7 @@ from typing import Any
 import pandas as pd
 import sqlalchemy as sa
 
-from features.catalog import LONGEST_WINDOW_DAYS, feature_specs, model_columns
-from pql.config import TIERS, Settings
+from pql.config import LONGEST_WINDOW_DAYS, TIERS, Settings
 from pql.db import DataError, redacted
 from pql.schema import ADDED_LATER, OutputTables, SourceTables, stored_columns
 from pql.validation import frames, queries
@@ -215,21 +214,18 @@ def _frame_columns(
     return run_batch(columns, suite.batches["columns"]), bool(columns["present"].all())
 
 
-def validate_features(
-    features: pd.DataFrame, settings: Settings, used: Sequence[str] | None = None
+def validate_feature_frame(
+    features: pd.DataFrame, settings: Settings, specs: Sequence[frames.Spec], used: Sequence[str]
 ) -> StageResult:
     """The feature frame: unique (account_id, as_of), ids present, known plans, value ranges
     (quarantinable per row) and per-column null shares.
 
-    `used` are the columns the scoring model reads (default: every candidate model column): they must
-    be present, and only they are held to null-share limits (a firmographic column the source never
-    fills, which the model left out, is no warning). Value ranges are checked on every feature."""
+    `specs` describe every feature column (the catalog's); `used` are the columns the scoring model
+    reads: they must be present, and only they are held to null-share limits (a firmographic column the
+    source never fills, which the model left out, is no warning). Value ranges are checked on every
+    feature."""
     suite = load_suite("features")
     features = features.reset_index(drop=True)
-    if used is None:
-        numeric, categorical = model_columns(settings)
-        used = [*numeric, *categorical]
-    specs = feature_specs(settings)
     read = [spec for spec in specs if spec.name in set(used)]
     needed = ["account_id", "as_of", "plan", "is_eligible", *used]
     columns, complete = _frame_columns(suite, features, "features", list(dict.fromkeys(needed)))

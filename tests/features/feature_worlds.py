@@ -8,10 +8,10 @@ from datetime import datetime, timedelta
 import pandas as pd
 import sqlalchemy as sa
 
-from features.builder import build_features
 from pql.bulk import bulk_insert
 from pql.config import Settings
 from pql.db import create_engine
+from pql.features.builder import build_features
 from pql.schema import SourceTables, create_tables, source_tables
 
 AS_OF = datetime(2024, 3, 1)

@@ -14,8 +14,8 @@ from datetime import datetime
 
 import pandas as pd
 
-from features.catalog import feature_specs, key_event_columns
 from pql.config import KeyEvent, Settings
+from pql.features.catalog import feature_specs, key_event_columns
 
 DAY = pd.Timedelta(days=1)
 

@@ -7,10 +7,10 @@ import pytest
 import sqlalchemy as sa
 from feature_worlds import AS_OF, DAY, World, load_world, row
 
-from features.builder import build_features
-from features.catalog import attribute_columns, feature_specs
 from pql.bulk import bulk_insert
 from pql.config import ConfigError, Settings, load_settings
+from pql.features.builder import build_features
+from pql.features.catalog import attribute_columns, feature_specs
 
 ATTRIBUTES = {
     "tables": {
@@ -91,7 +91,7 @@ def test_a_numeric_attribute_that_is_not_a_number_is_unknown(
 
 
 def test_attributes_never_reach_sql_as_text(duckdb_url: str, attribute_settings: Settings) -> None:
-    from features.builder import features_statement, snapshot_instants
+    from pql.features.builder import features_statement, snapshot_instants
 
     _, tables = load_world(duckdb_url, World().account("a1"), attribute_settings)
 

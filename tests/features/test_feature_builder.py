@@ -11,11 +11,11 @@ import pytest
 import sqlalchemy as sa
 from feature_worlds import AS_OF, DAY, MICROSECOND, World, features_of, load_world, row
 
-from features.builder import build_features
-from features.catalog import feature_specs
 from pql.clock import to_utc_naive
 from pql.config import ConfigError, Settings, load_settings
 from pql.db import DataError
+from pql.features.builder import build_features
+from pql.features.catalog import feature_specs
 
 
 def one_account(**account: object) -> World:

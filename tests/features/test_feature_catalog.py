@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 
-from features.catalog import KEY_EVENT_GROUPS, feature_specs, key_event_columns, model_columns
-from features.reference import REFERENCE_PATH, default_settings, main, render_reference
 from pql.config import Settings, load_settings
+from pql.features.catalog import KEY_EVENT_GROUPS, feature_specs, key_event_columns, model_columns
+from pql.features.reference import REFERENCE_PATH, default_settings, main, render_reference
 
 
 def test_every_feature_has_a_definition_window_group_and_unit(settings: Settings) -> None:

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 from feature_worlds import AS_OF, DAY, World, load_world
 
-from features.labels import build_labels
 from pql.config import ConfigError, Settings, load_settings
+from pql.features.labels import build_labels
 
 HORIZON = 30 * DAY
 DATA_END = AS_OF + 60 * DAY

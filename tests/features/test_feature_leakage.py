@@ -14,10 +14,10 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from features.builder import build_features
-from features.reference import default_settings
 from pql.bulk import bulk_insert
 from pql.config import Settings, load_settings
+from pql.features.builder import build_features
+from pql.features.reference import default_settings
 from pql.schema import SourceTables
 
 LATER = AS_OF + 3 * DAY

@@ -10,9 +10,9 @@ import pytest
 from feature_worlds import AS_OF, DAY, World, features_of, load_world, row
 from pandas_reference import reference_features
 
-from features.builder import features_statement, snapshot_instants
-from features.catalog import key_event_columns
 from pql.config import ConfigError, load_settings
+from pql.features.builder import features_statement, snapshot_instants
+from pql.features.catalog import key_event_columns
 
 REAL_WORLD_NAMES = [
     "Submit Upgrade",

@@ -8,10 +8,10 @@ import pandas as pd
 import pytest
 from feature_worlds import AS_OF, DAY, World, load_world
 
-from features.builder import build_features
-from features.training import data_end, snapshot_dates, training_set
 from pql.config import Settings, load_settings
 from pql.db import DataError
+from pql.features.builder import build_features
+from pql.features.training import data_end, snapshot_dates, training_set
 
 SMALL = {"snapshot_every_days": 7, "lookback_days": 28}
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from flows.artifacts import run_markdown, training_markdown
-from flows.summary import RunSummary
-from models.training import TrainOutcome
+from pql.flows.artifacts import run_markdown, training_markdown
+from pql.flows.summary import RunSummary
+from pql.models.training import TrainOutcome
 
 VALIDATION = {
     "status": "warned",

@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 from distributed import LocalCluster
 
-from flows.backfill import backfill
-from flows.nightly import nightly
-from flows.partitions import partition_numbers, partition_positions
-from flows.summary import RunSummary
+from pql.flows.backfill import backfill
+from pql.flows.nightly import nightly
+from pql.flows.partitions import partition_numbers, partition_positions
+from pql.flows.summary import RunSummary
 
 if TYPE_CHECKING:
     from conftest import World

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from flows.backfill import backfill
-from flows.deployments import DeclaredSchedule, declared_deployments, runner_deployments
-from flows.nightly import nightly
-from flows.retrain import retrain
 from pql.config import ConfigError, Settings, load_settings
+from pql.flows.backfill import backfill
+from pql.flows.deployments import DeclaredSchedule, declared_deployments, runner_deployments
+from pql.flows.nightly import nightly
+from pql.flows.retrain import retrain
 
 PREFECT_YAML = Path(__file__).resolve().parents[2] / "prefect.yaml"
 
@@ -18,7 +18,7 @@ PREFECT_YAML = Path(__file__).resolve().parents[2] / "prefect.yaml"
 def test_prefect_yaml_schedules_the_nightly_run_at_two_every_day() -> None:
     declared = {item.name: item for item in declared_deployments(PREFECT_YAML)}
     assert declared["nightly"].schedules == (DeclaredSchedule(cron="0 2 * * *", timezone="UTC"),)
-    assert declared["nightly"].entrypoint == "flows/nightly.py:nightly"
+    assert declared["nightly"].entrypoint == "pql/flows/nightly.py:nightly"
 
 
 def test_prefect_yaml_schedules_the_retrain_once_a_week() -> None:
@@ -34,7 +34,7 @@ def test_pql_serve_builds_the_deployments_and_schedules_prefect_yaml_declares(se
     built = runner_deployments(PREFECT_YAML, settings)
     assert [deployment.name for deployment in built] == [item.name for item in declared]
     for item, deployment in zip(declared, built, strict=True):
-        # flows/nightly.py:nightly is imported as the installed module flows.nightly
+        # pql/flows/nightly.py:nightly is imported as the installed module pql.flows.nightly
         assert deployment.entrypoint == item.entrypoint.replace("/", ".").replace(".py:", ".")
         schedules = [(s.schedule.cron, s.schedule.timezone) for s in deployment.schedules]
         assert schedules == [(s.cron, s.timezone) for s in item.schedules]
@@ -62,7 +62,7 @@ def test_pql_serve_refuses_schedules_in_another_time_zone_than_pql_is_configured
 def test_a_schedule_without_a_time_zone_is_refused(tmp_path: Path, settings: Settings) -> None:
     path = tmp_path / "prefect.yaml"
     path.write_text(
-        "deployments:\n  - name: nightly\n    entrypoint: flows/nightly.py:nightly\n"
+        "deployments:\n  - name: nightly\n    entrypoint: pql/flows/nightly.py:nightly\n"
         "    schedules:\n      - cron: '0 2 * * *'\n",
         encoding="utf-8",
     )

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 import pytest
 
-from flows.nightly import nightly
+from pql.flows.nightly import nightly
 
 if TYPE_CHECKING:
     from conftest import World
@@ -32,7 +32,7 @@ PAUSED_SCORE = """
 import os
 import sys
 
-from flows import tasks
+from pql.flows import tasks
 from pql.cli import app
 
 point = os.environ["KILLED_RUN_PAUSE_AT"]
@@ -203,8 +203,8 @@ OPENED_RUN = """
 import sys
 from datetime import datetime
 
-from flows import ledger
-from flows.locking import run_lock
+from pql.flows import ledger
+from pql.flows.locking import run_lock
 from pql.config import load_settings
 from pql.db import create_engine
 from pql.schema import output_tables

@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from flows.locking import RunLockBusy, RunLockLost, lock_file, lock_keys, run_lock
 from pql.config import Settings, load_settings
+from pql.flows.locking import RunLockBusy, RunLockLost, lock_file, lock_keys, run_lock
 
 HOLD_IN_CHILD = """
 import sys
-from flows.locking import run_lock
+from pql.flows.locking import run_lock
 from pql.config import load_settings
 settings = load_settings(None, crm_url=sys.argv[1], state_dir=sys.argv[2])
 with run_lock(settings, timeout_seconds=0, holder="pql nightly run in another process"):

@@ -15,8 +15,10 @@ import joblib
 import pytest
 from typer.testing import CliRunner
 
-from flows import tasks
-from models.registry import (
+from pql.cli import app
+from pql.db import databases
+from pql.flows import tasks
+from pql.models.registry import (
     DEFAULT_FALLBACK_VERSION,
     METADATA_FILE,
     MODEL_FILE,
@@ -24,9 +26,7 @@ from models.registry import (
     sha256_of,
     unsigned_warning,
 )
-from models.training import TrainOutcome, train_and_register
-from pql.cli import app
-from pql.db import databases
+from pql.models.training import TrainOutcome, train_and_register
 
 if TYPE_CHECKING:
     from conftest import World

@@ -9,11 +9,11 @@ from typing import TYPE_CHECKING
 import pandas as pd
 import pytest
 
-from flows.nightly import nightly
-from models.production.drift import MonitoringBreach
-from models.registry import promote
-from models.training import train_and_register
 from pql.db import databases
+from pql.flows.nightly import nightly
+from pql.models.registry import promote
+from pql.models.training import train_and_register
+from pql.monitoring.drift import MonitoringBreach
 
 if TYPE_CHECKING:
     from collections.abc import Callable

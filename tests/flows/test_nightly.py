@@ -15,12 +15,12 @@ import pytest
 import sqlalchemy as sa
 from prefect.client.orchestration import get_client
 
-from flows import tasks
-from flows.nightly import nightly
-from flows.summary import RunSummary
 from pql.clock import start_of_day, today_in
 from pql.config import ConfigError, load_settings
 from pql.db import DataError
+from pql.flows import tasks
+from pql.flows.nightly import nightly
+from pql.flows.summary import RunSummary
 from pql.schema import source_tables
 from pql.validation import ValidationFailed
 from pql.validation.gates import NO_EVENTS_NOTE

@@ -13,10 +13,10 @@ import sqlalchemy as sa
 from shape_worlds import END, ShapeWorld, attributes_only, config_file, named_events, no_trials, write_world
 from typer.testing import CliRunner
 
-from models.registry import champion_version, read_metadata
 from pql.cli import app
 from pql.config import load_settings
 from pql.db import create_engine
+from pql.models.registry import champion_version, read_metadata
 from pql.schema import output_tables
 
 

@@ -18,10 +18,10 @@ from prefect.blocks.system import Secret
 from prefect.client.orchestration import get_client
 from sqlalchemy.engine import make_url
 
-from flows import tasks
-from flows.locking import RunLockBusy
-from flows.nightly import nightly
 from pql.config import ConfigError
+from pql.flows import tasks
+from pql.flows.locking import RunLockBusy
+from pql.flows.nightly import nightly
 from pql.validation import ValidationFailed
 
 if TYPE_CHECKING:

@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from flows.retrain import retrain
-from models.registry import champion_version
-from models.training import TooLittleDataError
+from pql.flows.retrain import retrain
+from pql.models.registry import champion_version
+from pql.models.training import TooLittleDataError
 
 if TYPE_CHECKING:
     from conftest import World

@@ -10,9 +10,9 @@ import psycopg.errors
 import pytest
 import sqlalchemy as sa
 
-from flows.retries import is_transient, task_options
 from pql.config import ConfigError, Settings
 from pql.db import DataError
+from pql.flows.retries import is_transient, task_options
 from pql.validation import ValidationFailed
 
 

@@ -20,9 +20,9 @@ import psycopg.errors
 import pytest
 import sqlalchemy as sa
 
-from flows import tasks
-from flows.locking import lock_keys
-from flows.nightly import nightly
+from pql.flows import tasks
+from pql.flows.locking import lock_keys
+from pql.flows.nightly import nightly
 
 if TYPE_CHECKING:
     from conftest import World

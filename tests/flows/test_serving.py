@@ -24,9 +24,9 @@ from prefect.deployments import run_deployment
 from prefect.exceptions import ObjectNotFound
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
-from flows.deployments import runner_deployments
-from flows.server import local_server
 from pql.config import Settings
+from pql.flows.deployments import runner_deployments
+from pql.flows.server import local_server
 
 if TYPE_CHECKING:
     from conftest import World

@@ -13,8 +13,8 @@ import pytest
 from model_frames import SIGNING_KEY, WINDOW_END, Trained, fast_settings, training_frame
 from threadpoolctl import threadpool_limits
 
-from models.training import train_on_frame
 from pql.config import Settings, load_settings
+from pql.models.training import train_on_frame
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from features.catalog import model_columns
-from models.training import TrainOutcome
 from pql.config import Settings, load_settings
+from pql.features.catalog import model_columns
+from pql.models.training import TrainOutcome
 
 START = datetime(2025, 1, 6)
 # The end of data for the default 14 snapshots: 30 days (the horizon) after the last one.

@@ -11,8 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from model_frames import snapshot_dates
 
-from models.backtest import TimeSplit, out_of_time_split, rolling_origin_splits
 from pql.db import DataError
+from pql.models.backtest import TimeSplit, out_of_time_split, rolling_origin_splits
 
 
 def assert_no_leakage(split: TimeSplit, horizon_days: int) -> None:

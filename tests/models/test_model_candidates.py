@@ -6,11 +6,11 @@ import numpy as np
 import pandas as pd
 from model_frames import WINDOW_END, fast_settings, training_frame
 
-from models.backtest import out_of_time_split
-from models.candidates import choose_candidate
-from models.registry import load_scoring_model, read_metadata
-from models.training import train_on_frame
 from pql.config import Settings
+from pql.models.backtest import out_of_time_split
+from pql.models.candidates import choose_candidate
+from pql.models.registry import load_scoring_model, read_metadata
+from pql.models.training import train_on_frame
 
 
 def _both(settings: Settings) -> Settings:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from models.champion import BRIER_TOLERANCE, HoldoutScore, promotion_decision
+from pql.models.champion import BRIER_TOLERANCE, HoldoutScore, promotion_decision
 
 MARGIN = 0.005
 CHAMPION = HoldoutScore(pr_auc=0.30, brier=0.040)

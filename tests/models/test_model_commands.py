@@ -9,11 +9,11 @@ import typer
 from model_frames import SIGNING_KEY, Trained
 from typer.testing import CliRunner, Result
 
-from models.registry import MODEL_FILE, TOO_LITTLE_DATA, list_versions
 from pql.commands.models import register
 from pql.config import load_settings
 from pql.db import create_engine
-from pql.demo_world import write_demo_world
+from pql.demo.world import write_demo_world
+from pql.models.registry import MODEL_FILE, TOO_LITTLE_DATA, list_versions
 from pql.schema import create_tables, source_tables
 
 

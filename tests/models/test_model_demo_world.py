@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from models.registry import load_scoring_model, read_metadata
-from models.training import train_and_register
 from pql.config import load_settings
 from pql.db import create_engine
-from pql.demo_world import write_demo_world
+from pql.demo.world import write_demo_world
+from pql.models.registry import load_scoring_model, read_metadata
+from pql.models.training import train_and_register
 from pql.schema import source_tables
 
 WORLD_END = datetime(2025, 6, 1)

@@ -9,12 +9,12 @@ from model_frames import Trained
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.frozen import FrozenEstimator
 
-from features.catalog import model_columns
-from models.encoded import encoded_model
-from models.pipeline import model_pipeline
-from models.points import fit_points
-from models.registry import LoadedModel, load_scoring_model
 from pql.config import Settings
+from pql.features.catalog import model_columns
+from pql.models.encoded import encoded_model
+from pql.models.pipeline import model_pipeline
+from pql.models.points import fit_points
+from pql.models.registry import LoadedModel, load_scoring_model
 
 
 @pytest.fixture(scope="module")

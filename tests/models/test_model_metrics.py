@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from models.metrics import (
+from pql.models.metrics import (
     bootstrap_intervals,
     calibration_error,
     calibration_table,

@@ -6,11 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.catalog import model_columns
-from models.calibration import calibrated_fit, calibration_dates
-from models.pipeline import model_pipeline
 from pql.config import load_settings
 from pql.db import DataError
+from pql.features.catalog import model_columns
+from pql.models.calibration import calibrated_fit, calibration_dates
+from pql.models.pipeline import model_pipeline
 
 SETTINGS = load_settings(None)
 NUMERIC, CATEGORICAL = model_columns(SETTINGS)

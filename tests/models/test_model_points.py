@@ -8,7 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models.points import (
+from pql.config import ConfigError, load_settings
+from pql.db import DataError
+from pql.models.points import (
     DEFAULT_POINTS,
     bucket_decay,
     decayed_counts,
@@ -16,8 +18,6 @@ from models.points import (
     log_odds_ratio,
     points_rules,
 )
-from pql.config import ConfigError, load_settings
-from pql.db import DataError
 
 
 def counts(seven: list[float], twenty_eight: list[float], event: str = "view_pricing") -> pd.DataFrame:

@@ -12,8 +12,9 @@ import pandas as pd
 import pytest
 from model_frames import Trained, Tripwire, fast_settings
 
-from features.catalog import model_columns
-from models.registry import (
+from pql.config import load_settings
+from pql.features.catalog import model_columns
+from pql.models.registry import (
     DEFAULT_FALLBACK_VERSION,
     METADATA_FILE,
     MODEL_FILE,
@@ -29,7 +30,6 @@ from models.registry import (
     rollback,
     sha256_of,
 )
-from pql.config import load_settings
 
 
 def edit_metadata(trained: Trained, **changes: object) -> None:

@@ -11,7 +11,7 @@ import joblib
 import pytest
 from model_frames import SIGNING_KEY, Trained, Tripwire, fast_settings
 
-from models.registry import (
+from pql.models.registry import (
     BAD_SIGNATURE,
     CHAMPION_FILE,
     DEFAULT_FALLBACK_VERSION,

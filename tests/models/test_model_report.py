@@ -9,7 +9,7 @@ import pytest
 from headless_chromium import decoded_images
 from model_frames import Trained
 
-from models.registry import REPORT_FILE
+from pql.models.registry import REPORT_FILE
 
 EXPECTED_PLOTS = {
     "ROC curve",

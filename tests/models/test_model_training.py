@@ -7,11 +7,17 @@ import pandas as pd
 import pytest
 from model_frames import WINDOW_END, Trained, fast_settings, training_frame
 
-from models.registry import MODEL_FILE, TOO_LITTLE_DATA, champion_version, load_scoring_model, read_metadata
-from models.report import verdict_sentences
-from models.training import TooLittleDataError, data_fingerprint, train_on_frame, verdict
 from pql.config import Settings, load_settings
 from pql.db import DataError
+from pql.models.registry import (
+    MODEL_FILE,
+    TOO_LITTLE_DATA,
+    champion_version,
+    load_scoring_model,
+    read_metadata,
+)
+from pql.models.report import verdict_sentences
+from pql.models.training import TooLittleDataError, data_fingerprint, train_on_frame, verdict
 
 
 def test_every_baseline_is_judged_on_the_same_holdout_with_a_verdict(trained: Trained) -> None:

@@ -16,9 +16,9 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OrdinalEncoder
 from threadpoolctl import threadpool_limits
 
-from features.catalog import key_event_columns, model_columns
-from models.encoded import EncodedModel, encoded_model
 from pql.config import Settings
+from pql.features.catalog import key_event_columns, model_columns
+from pql.models.encoded import EncodedModel, encoded_model
 
 AS_OF = datetime(2024, 6, 3)
 FIT_COLUMNS = (["employees"], ["industry", "country"])

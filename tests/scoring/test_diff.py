@@ -6,7 +6,7 @@ import pandas as pd
 from rich.console import Console
 
 from pql.config import Settings
-from scoring.diff import change_counts, changes_frame, render_changes
+from pql.scoring.diff import change_counts, changes_frame, render_changes
 
 
 def frame(*rows: tuple) -> pd.DataFrame:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from features.catalog import key_event_columns
 from pql.config import DEFAULT_KEY_EVENTS, load_settings
-from scoring.phrases import peer_shares, rendered
+from pql.features.catalog import key_event_columns
+from pql.scoring.phrases import peer_shares, rendered
 
 REAL_WORLD_EVENTS = ["Submit Upgrade", {"name": "Limit Reached", "where": {"limit": "seats"}}]
 

@@ -9,15 +9,15 @@ from datetime import datetime
 import pandas as pd
 import pytest
 
-from features.builder import build_features
-from models.registry import default_points_model
 from pql.config import Settings
 from pql.db import create_engine
-from pql.demo_world import write_demo_world
+from pql.demo.world import write_demo_world
+from pql.features.builder import build_features
+from pql.models.registry import default_points_model
 from pql.schema import create_tables, output_tables, source_tables
-from scoring.crm import crm_snapshot
-from scoring.rows import pql_rows
-from scoring.writeback import current_scores, previous_scores, write_run
+from pql.scoring.crm import crm_snapshot
+from pql.scoring.rows import pql_rows
+from pql.scoring.writeback import current_scores, previous_scores, write_run
 
 END = datetime(2024, 6, 1)
 

@@ -16,7 +16,7 @@ from pql.commands import pqls
 from pql.config import load_settings
 from pql.db import create_engine
 from pql.schema import create_tables, output_tables, source_tables
-from scoring.writeback import write_run
+from pql.scoring.writeback import write_run
 
 AS_OF = datetime(2024, 6, 3)
 

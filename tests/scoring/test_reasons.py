@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 
 from pql.db import DataError
-from scoring import reasons
-from scoring.reasons import group_impacts, reason_groups, reasons_frame, top_reasons
+from pql.scoring import reasons
+from pql.scoring.reasons import group_impacts, reason_groups, reasons_frame, top_reasons
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,8 @@ import pytest
 
 from pql.config import Settings
 from pql.db import DataError
-from scoring import rules
-from scoring.rules import apply_pql_rules
+from pql.scoring import rules
+from pql.scoring.rules import apply_pql_rules
 
 AS_OF = datetime(2024, 6, 3)
 DAY = timedelta(days=1)

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from pql.config import Settings
 from pql.db import DataError
-from scoring.scores import (
+from pql.scoring.scores import (
     NOT_ELIGIBLE,
     grades,
     probability_of_score,

@@ -15,13 +15,13 @@ from pql import bulk
 from pql.config import Settings
 from pql.db import DataError, create_engine
 from pql.schema import OutputTables, SourceTables, create_tables, output_tables, source_tables
-from scoring import writeback
-from scoring.crm import crm_snapshot
-from scoring.reasons import reasons_frame
-from scoring.rows import pql_rows
-from scoring.rules import apply_pql_rules
-from scoring.scores import score_frame
-from scoring.writeback import current_scores, pql_list, previous_scores, write_run
+from pql.scoring import writeback
+from pql.scoring.crm import crm_snapshot
+from pql.scoring.reasons import reasons_frame
+from pql.scoring.rows import pql_rows
+from pql.scoring.rules import apply_pql_rules
+from pql.scoring.scores import score_frame
+from pql.scoring.writeback import current_scores, pql_list, previous_scores, write_run
 
 DAY_1 = datetime(2024, 6, 3)
 DAY_2 = DAY_1 + timedelta(days=1)

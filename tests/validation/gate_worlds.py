@@ -14,12 +14,12 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from features.catalog import feature_specs
 from pql.bulk import bulk_insert
 from pql.config import Settings
 from pql.db import create_engine
+from pql.features.catalog import feature_specs
 from pql.schema import SourceTables, source_tables
-from scoring.scores import score_of_probability, tiers
+from pql.scoring.scores import score_of_probability, tiers
 
 AS_OF = datetime(2026, 3, 2)
 ACCOUNTS = ("acc_1", "acc_2", "acc_3", "acc_4", "acc_5")

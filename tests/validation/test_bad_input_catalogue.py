@@ -21,10 +21,10 @@ import pytest
 import sqlalchemy as sa
 from prefect.testing.utilities import prefect_test_harness
 
-from flows.nightly import nightly
 from pql.config import ConfigError, TablesConfig, load_settings
 from pql.db import DataError, create_engine
-from pql.demo_world import write_demo_world
+from pql.demo.world import write_demo_world
+from pql.flows.nightly import nightly
 from pql.loading import load_file
 from pql.schema import create_tables, output_tables, source_tables
 

@@ -80,7 +80,7 @@ def test_every_expectation_of_a_suite_file_is_a_valid_gx_expectation(stage: str)
 
 
 def test_every_numeric_feature_is_range_checked_or_explicitly_unbounded(settings) -> None:
-    from features.catalog import feature_specs
+    from pql.features.catalog import feature_specs
     from pql.validation.frames import feature_column_sets
 
     column_sets = feature_column_sets(feature_specs(settings), load_suite("features").extra["column_sets"])

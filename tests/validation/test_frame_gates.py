@@ -9,7 +9,8 @@ import pytest
 from gate_worlds import features_frame, output_rows, scores_frame
 
 from pql.config import TIERS, Settings, load_settings
-from pql.validation import frames, validate_features, validate_output, validate_scores
+from pql.features.gate import validate_features
+from pql.validation import frames, validate_output, validate_scores
 
 
 def with_policy(check: str, policy: str) -> Settings:

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from pql.config import Settings
 from pql.db import DataError, create_engine
+from pql.features.gate import validate_features
 from pql.schema import create_tables, output_tables
 from pql.validation import (
     ValidationFailed,
@@ -23,7 +24,6 @@ from pql.validation import (
     summary,
     summary_text,
     validate_events,
-    validate_features,
     validate_output,
     write_quarantine,
     write_results,

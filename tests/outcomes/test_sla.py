@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 import pandas as pd
 import pytest
 
-from models.production.sla import compliance_by_owner, overdue_pqls, pql_owners, sla_status
+from pql.outcomes.sla import compliance_by_owner, overdue_pqls, pql_owners, sla_status
 
 ENTERED = datetime(2025, 3, 3, 9, 0)
 NOW = datetime(2025, 3, 10, 9, 0)

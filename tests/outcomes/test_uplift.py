@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models.production.control import is_control
-from models.production.uplift import difference_interval, uplift_estimate, wilson_interval
+from pql.outcomes.uplift import difference_interval, uplift_estimate, wilson_interval
+from pql.scoring.control import is_control
 
 
 @pytest.mark.parametrize(

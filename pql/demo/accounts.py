@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from pql.demo_world_catalog import (
+from pql.demo.catalog import (
     COUNTRIES,
     COUNTRY_MISSING_SHARE,
     DO_NOT_CONTACT_SHARE,
@@ -20,7 +20,7 @@ from pql.demo_world_catalog import (
     UNOWNED_SHARE,
     shares,
 )
-from pql.demo_world_clock import DAY_US, Calendar, times_of_day
+from pql.demo.clock import DAY_US, Calendar, times_of_day
 
 BACKLOG_SHARE = 0.2  # accounts signed up in the first week (the world does not start empty)
 BACKLOG_DAYS = 7

@@ -9,7 +9,7 @@ import sys
 import pandas as pd
 import pytest
 
-from models.production.control import is_control
+from pql.scoring.control import is_control
 
 IDS = pd.Series([f"acct_{i:05d}" for i in range(20_000)])
 
@@ -25,7 +25,7 @@ def test_assignment_is_identical_across_calls() -> None:
 
 def test_assignment_is_identical_in_another_process() -> None:
     script = (
-        "import json, sys, pandas as pd; from models.production.control import is_control; "
+        "import json, sys, pandas as pd; from pql.scoring.control import is_control; "
         "ids = pd.Series(json.load(sys.stdin)); "
         "print(json.dumps(is_control(ids, 0.1, 'salt').tolist()))"
     )

@@ -23,8 +23,8 @@ from collections.abc import Iterator
 import numpy as np
 import pandas as pd
 
-from pql.demo_world_accounts import Accounts
-from pql.demo_world_catalog import (
+from pql.demo.accounts import Accounts
+from pql.demo.catalog import (
     CATALOGUE,
     COMMENT,
     CONNECT_INTEGRATION,
@@ -45,7 +45,7 @@ from pql.demo_world_catalog import (
     EventKind,
     shares,
 )
-from pql.demo_world_clock import DAY_US, Calendar, times_of_day
+from pql.demo.clock import DAY_US, Calendar, times_of_day
 
 FREE, TRIAL, PAID = 0, 1, 2
 TRIAL_DAYS = 14

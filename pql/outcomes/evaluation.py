@@ -8,19 +8,19 @@ from datetime import datetime
 
 import pandas as pd
 
-from models.production import io
-from models.production.calibration import calibration_table
-from models.production.cohorts import (
+from pql.config import Settings
+from pql.db import Databases
+from pql.outcomes import io
+from pql.outcomes.calibration import calibration_table
+from pql.outcomes.cohorts import (
     conversions,
     non_pql_outcomes,
     pql_outcomes,
     snapshot_outcomes,
     weekly_run_ids,
 )
-from models.production.sla import compliance_by_owner, overdue_pqls, pql_owners, sla_status
-from models.production.uplift import Uplift, uplift_estimate
-from pql.config import Settings
-from pql.db import Databases
+from pql.outcomes.sla import compliance_by_owner, overdue_pqls, pql_owners, sla_status
+from pql.outcomes.uplift import Uplift, uplift_estimate
 
 
 @dataclass(frozen=True)

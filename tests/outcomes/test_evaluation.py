@@ -7,9 +7,9 @@ from datetime import datetime, timedelta
 import pandas as pd
 import pytest
 
-from models.production.evaluation import Evaluation, evaluate
 from pql.config import Settings
 from pql.db import Databases
+from pql.outcomes.evaluation import Evaluation, evaluate
 
 from .conftest import MONDAY, World, shared_world
 

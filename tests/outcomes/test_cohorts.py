@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models.production.cohorts import (
+from pql.config import PlansConfig
+from pql.outcomes.cohorts import (
     conversion_table,
     conversions,
     lift_table,
@@ -21,7 +22,6 @@ from models.production.cohorts import (
     weekly_run_ids,
     with_conversion,
 )
-from pql.config import PlansConfig
 
 UTC = ZoneInfo("UTC")
 PLANS = PlansConfig()

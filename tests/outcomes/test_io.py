@@ -7,8 +7,8 @@ from datetime import datetime, timedelta
 import pandas as pd
 import pytest
 
-from models.production import io
 from pql.config import Settings
+from pql.outcomes import io
 
 from .conftest import MONDAY, World, history_row
 

@@ -2,7 +2,7 @@
 
 `write_demo_world` samples accounts (heavy-tailed company sizes, industries, countries), simulates
 them day by day (team growth, bursty weekday-seasonal usage, trials, conversions driven by a hidden
-propensity of recent behaviour and fit, see `pql.demo_world_simulation`) and writes accounts, users,
+propensity of recent behaviour and fit, see `pql.demo.simulation`) and writes accounts, users,
 events, plan changes and CRM accounts through the database's bulk path.
 
 Memory is bounded by the number of accounts and the chunk size, not by the number of events: events
@@ -30,10 +30,10 @@ import sqlalchemy as sa
 from pql.bulk import bulk_insert
 from pql.clock import start_of_day, to_utc_naive, today_in
 from pql.config import Settings
-from pql.demo_world_accounts import accounts_frame, crm_accounts_frame, sample_accounts
-from pql.demo_world_catalog import ID_PREFIX, event_kinds
-from pql.demo_world_clock import calendar, from_us
-from pql.demo_world_simulation import PAID, TRIAL, Simulation
+from pql.demo.accounts import accounts_frame, crm_accounts_frame, sample_accounts
+from pql.demo.catalog import ID_PREFIX, event_kinds
+from pql.demo.clock import calendar, from_us
+from pql.demo.simulation import PAID, TRIAL, Simulation
 from pql.schema import SourceTables, create_tables
 
 EVENT_CHUNK_ROWS = 500_000

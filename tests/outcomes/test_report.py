@@ -14,11 +14,11 @@ import typer
 from headless_chromium import decoded_images
 from typer.testing import CliRunner
 
-from models.production.evaluation import evaluate
-from models.production.report import html_table, render_report
 from pql.commands import report as report_command
 from pql.config import Settings
 from pql.db import databases
+from pql.outcomes.evaluation import evaluate
+from pql.outcomes.report import html_table, render_report
 
 from .conftest import MONDAY, World, shared_world
 

@@ -18,11 +18,11 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from models.production.calibration import calibration_error
-from models.production.cohorts import conversion_table, lift_table
-from models.production.evaluation import Evaluation, evaluate
 from pql.config import Settings
 from pql.db import databases
+from pql.outcomes.calibration import calibration_error
+from pql.outcomes.cohorts import conversion_table, lift_table
+from pql.outcomes.evaluation import Evaluation, evaluate
 
 TIER_ORDER = ("very_high", "high", "medium", "low")
 TOP_DRIFT_FEATURES = 5

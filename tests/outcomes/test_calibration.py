@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models.production.calibration import calibration_error, calibration_table
+from pql.outcomes.calibration import calibration_error, calibration_table
 
 
 def _outcomes(probability: np.ndarray, converted: np.ndarray, mature: bool = True) -> pd.DataFrame:

@@ -8,7 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models.production.drift import (
+from pql.config import Settings, load_settings
+from pql.db import DataError
+from pql.monitoring.drift import (
     MonitoringBreach,
     enforce_breach_policy,
     monitoring_summary,
@@ -16,8 +18,6 @@ from models.production.drift import (
     quantile_cdf,
     volume_check,
 )
-from pql.config import Settings, load_settings
-from pql.db import DataError
 
 LEVELS = np.linspace(0, 1, 11)
 
