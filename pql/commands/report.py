@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import pandas as pd
 import typer
@@ -12,8 +12,12 @@ from rich.table import Table
 
 from pql.clock import start_of_day, today_in
 from pql.commands import cli_errors, console, instant_option, require_database_files, settings_of
+from pql.commands.output import JSON_HELP, print_json, records
 from pql.config import ConfigError
 from pql.db import databases
+
+if TYPE_CHECKING:
+    from pql.outcomes.evaluation import SlaEvaluation
 
 REPORT_DAYS = 182
 
@@ -71,6 +75,19 @@ def _overdue_table(overdue: pd.DataFrame) -> Table:
     return table
 
 
+def sla_document(result: SlaEvaluation, *, overdue_only: bool) -> dict[str, Any]:
+    """The follow-up as `pql sla --json` prints it: every row of both tables, values unrounded;
+    `by_owner` is null with --overdue, as the text then shows only the overdue list."""
+    return {
+        "as_of": result.as_of,
+        "since": result.since,
+        "sla_hours": result.sla_hours,
+        "touch_source": result.touch_source,
+        "by_owner": None if overdue_only else records(result.by_owner),
+        "overdue": records(result.overdue),
+    }
+
+
 def register(app: typer.Typer) -> None:
     @app.command("report")
     @cli_errors
@@ -116,6 +133,7 @@ def register(app: typer.Typer) -> None:
         as_of: Annotated[
             str | None, typer.Option("--as-of", help="Judge the SLA as of this moment (default: now).")
         ] = None,
+        as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
     ) -> None:
         """Show each owner's share of PQLs first touched within outcomes.sla_hours, and the overdue PQLs."""
         from pql.outcomes.evaluation import evaluate_sla
@@ -128,6 +146,9 @@ def register(app: typer.Typer) -> None:
         require_database_files(settings.source_database_url, settings.crm_database_url)
         with databases(settings) as dbs:
             result = evaluate_sla(dbs, settings, since=start, as_of=now)
+        if as_json:
+            print_json(sla_document(result, overdue_only=overdue))
+            return
         if not overdue:
             console.print(_compliance_table(result.by_owner, result.sla_hours))
             console.print(f"touches read from {result.touch_source}; PQLs since {start:%Y-%m-%d %H:%M} UTC")
