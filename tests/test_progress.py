@@ -102,3 +102,25 @@ def test_a_terminal_gets_a_bar_with_the_units_done_of_the_total() -> None:
     drawn = terminal.file.getvalue()
     assert "━" in drawn
     assert "7/7" in drawn and "steps" in drawn
+
+
+def test_prefect_log_lines_go_through_the_bars_console_while_it_runs_then_back() -> None:
+    import logging
+
+    from prefect.logging.handlers import PrefectConsoleHandler
+    from rich.console import Console
+
+    from pql.commands.run import prefect_console_on
+
+    handler = PrefectConsoleHandler(stream=io.StringIO())
+    logger = logging.getLogger("pql.tests.progress")
+    logger.addHandler(handler)
+    own = handler.console
+    terminal = Console(file=io.StringIO(), force_terminal=True, width=200)
+    try:
+        with prefect_console_on(terminal):
+            logger.warning("the run lock is taken")
+    finally:
+        logger.removeHandler(handler)
+    assert "the run lock is taken" in terminal.file.getvalue()
+    assert handler.console is own and handler.stream.getvalue() == ""

@@ -11,8 +11,8 @@ import logging
 import os
 import sqlite3
 import warnings
-from collections.abc import Callable
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager, nullcontext
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
@@ -21,10 +21,11 @@ import duckdb
 import psycopg
 import sqlalchemy as sa
 import typer
+from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from pql.commands import cli_errors, console, instant_option, settings_of
+from pql.commands import cli_errors, console, errors, instant_option, settings_of
 from pql.commands.output import JSON_HELP, print_json, records, warn
 from pql.commands.progress import progress_bar
 from pql.config import config_path
@@ -123,6 +124,34 @@ def prefect_api(stack: ExitStack) -> None:
         "set PREFECT_API_URL to a running Prefect server, or raise "
         "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS."
     )
+
+
+@contextmanager
+def prefect_console_on(console: Console) -> Iterator[None]:
+    """Prefect's console log lines printed by `console` for the block, then by Prefect's own again.
+
+    Under a progress bar drawn on `console`, they are printed above the bar instead of through it:
+    Prefect's handler has a console of its own, which writes straight to the terminal."""
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    loggers = [logging.getLogger(), *logging.root.manager.loggerDict.values()]
+    handlers = list(  # one handler serves several loggers: each is switched (and restored) once
+        {
+            id(handler): handler
+            for logger in loggers
+            if isinstance(logger, logging.Logger)
+            for handler in logger.handlers
+            if isinstance(handler, PrefectConsoleHandler)
+        }.values()
+    )
+    before = [handler.console for handler in handlers]
+    for handler in handlers:
+        handler.console = console
+    try:
+        yield
+    finally:
+        for handler, own in zip(handlers, before, strict=True):
+            handler.console = own
 
 
 def run_flow(call: Callable[[], R]) -> R:
@@ -308,7 +337,10 @@ def register(app: typer.Typer) -> None:
 
         as_of_dates(first, last, settings)  # a backwards range stops here, before any run starts
 
-        with progress_bar("backfill", "days") as progress:
+        with (
+            progress_bar("backfill", "days") as progress,
+            prefect_console_on(errors) if progress else nullcontext(),
+        ):
             summaries = run_flow(
                 lambda: backfill_flow(
                     start=first,
