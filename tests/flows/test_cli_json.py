@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 from datetime import timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -61,6 +62,14 @@ def test_a_run_as_json_lists_the_best_pqls_it_wrote_and_its_run_id(world: World)
     assert all(row["reasons"] and isinstance(row["reasons"], list) for row in found["top_pqls"])
     assert found["accounts_scored"] == len(scores) and found["changes"] is None
     assert world.table("runs")["run_id"].tolist() == [found["run_id"]]
+
+
+def test_a_configuration_error_keeps_exit_code_2_with_the_message_on_stderr_only(tmp_path: Path) -> None:
+    config = tmp_path / "pql.toml"
+    config.write_text("horizon_days = 0\n", encoding="utf-8")
+    result = pql("--config", str(config), "score", "--json")
+    assert result.exit_code == 2
+    assert result.stdout == "" and "horizon_days" in result.stderr
 
 
 @pytest.mark.slow
