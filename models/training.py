@@ -122,8 +122,20 @@ def train_and_register(
     )
 
 
-def _step(progress: Progress | None, name: str) -> None:
-    report_progress(progress, TRAIN_STEPS.index(name), len(TRAIN_STEPS), name)
+def _step(progress: Progress | None, name: str, detail: str = "") -> None:
+    step = f"{name} ({detail})" if detail else name
+    report_progress(progress, TRAIN_STEPS.index(name), len(TRAIN_STEPS), step)
+
+
+def _folds_of(progress: Progress | None, name: str) -> Progress | None:
+    """A callback for the folds of step `name`: they show in the step's text, not as steps of their own."""
+    if progress is None:
+        return None
+
+    def folds(done: int, total: int | None, step: str = "") -> None:
+        _step(progress, name, f"{done}/{total} folds")
+
+    return folds
 
 
 def data_fingerprint(frame: pd.DataFrame, columns: Sequence[str]) -> str:
@@ -384,10 +396,14 @@ def _fold_metrics(
     settings: Settings,
     main_pr: dict[str, float],
     make_model: PipelineFactory,
+    progress: Progress | None = None,
 ) -> list[dict]:
-    """PR-AUC of every scorer per rolling-origin fold (the main split's numbers reused)."""
+    """PR-AUC of every scorer per rolling-origin fold (the main split's numbers reused); `progress` is
+    told the folds done, of all of them."""
     folds = []
-    for split in rolling_origin_splits(frame["as_of"], settings.horizon_days):
+    splits = rolling_origin_splits(frame["as_of"], settings.horizon_days)
+    for done, split in enumerate(splits):
+        report_progress(progress, done, len(splits))
         row = split.describe()
         if split == main:
             row["pr_auc"] = main_pr
@@ -403,6 +419,7 @@ def _fold_metrics(
             for name, p in probabilities.items()
         }
         folds.append(row)
+    report_progress(progress, len(splits), len(splits))
     return folds
 
 
@@ -569,7 +586,7 @@ def train_on_frame(
 
     clock = time.perf_counter()
     _step(progress, "candidate models")
-    candidate = choose_candidate(train, settings)
+    candidate = choose_candidate(train, settings, _folds_of(progress, "candidate models"))
     timings["candidates_s"] = time.perf_counter() - clock
     _step(progress, "model and baselines")
     fitted = _fit_all(train, settings, timings, candidate.make_pipeline)
@@ -591,6 +608,7 @@ def train_on_frame(
         settings,
         {name: metrics["holdout"][name]["pr_auc"] for name in probabilities},
         candidate.make_pipeline,
+        _folds_of(progress, "rolling-origin folds"),
     )
     timings["folds_s"] = time.perf_counter() - clock
     _step(progress, "champion comparison")
