@@ -1,0 +1,41 @@
+"""Loading exports (Segment, Amplitude, PostHog, warehouse dumps) into the contract tables."""
+
+from pql.loading.values import (
+    CONTRACT,
+    DEFAULT_CHUNK_ROWS,
+    DERIVED_ID_COLUMNS,
+    NO_ID_COLUMN,
+    TABLES,
+    UNIT_NAMES,
+    VENDOR_NAMES,
+    LoadBusy,
+    LoadReport,
+    MappingError,
+    column_plan,
+    epoch_unit,
+    file_format,
+    load_file,
+    load_lock,
+    normalise,
+    parse_mapping,
+)
+
+__all__ = [
+    "CONTRACT",
+    "DEFAULT_CHUNK_ROWS",
+    "DERIVED_ID_COLUMNS",
+    "NO_ID_COLUMN",
+    "TABLES",
+    "UNIT_NAMES",
+    "VENDOR_NAMES",
+    "LoadBusy",
+    "LoadReport",
+    "MappingError",
+    "column_plan",
+    "epoch_unit",
+    "file_format",
+    "load_file",
+    "load_lock",
+    "normalise",
+    "parse_mapping",
+]
