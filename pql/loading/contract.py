@@ -81,6 +81,30 @@ CONTRACT: dict[str, tuple[ContractColumn, ...]] = {
         _c("value", "text"),
         _c("valid_from", "timestamp", True),
     ),
+    "crm_activities": (
+        _c("activity_id", "id", True),
+        _c("account_id", "id", True),
+        _c("owner", "text"),
+        _c("occurred_at", "timestamp", True),
+        _c("activity_type", "text"),
+        _c("outcome", "text"),
+    ),
+    "opportunities": (
+        _c("opportunity_id", "id", True),
+        _c("account_id", "id", True),
+        _c("created_at", "timestamp", True),
+        _c("stage", "text"),
+        _c("amount", "number"),
+        _c("closed_at", "timestamp"),
+        _c("is_won", "boolean"),
+    ),
+    "pql_feedback": (
+        _c("account_id", "id", True),
+        _c("owner", "text"),
+        _c("decided_at", "timestamp", True),
+        _c("decision", "text", True),
+        _c("reason", "text"),
+    ),
 }
 TABLES = tuple(CONTRACT)
 
@@ -93,6 +117,10 @@ DEDUP_KEYS: dict[str, tuple[str, ...]] = {
     "crm_accounts": ("account_id",),
     # The same attribute of the same account taking effect at the same instant is the same fact.
     "account_attributes": ("account_id", "name", "valid_from"),
+    "crm_activities": ("activity_id",),
+    "opportunities": ("opportunity_id",),
+    # A rep recording the same decision on the same account at the same instant is the same fact.
+    "pql_feedback": ("account_id", "decided_at", "decision"),
 }
 
 # Export column names that usually hold a contract column; used only to suggest a --map.
