@@ -15,6 +15,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from pql.api import Project
 from pql.commands import cli_errors, console, instant_option, settings_of
 from pql.config import config_path
 from pql.flows.runner import (  # noqa: F401 (re-exported: the commands run flows through these)
@@ -117,10 +118,8 @@ def register(app: typer.Typer) -> None:
         """Run the nightly scoring flow: validate, score, explain, write the PQL list to the CRM."""
         settings = settings_of(ctx)
         moment = instant_option(as_of, "--as-of", settings)
-        quiet_prefect()
-        from pql.flows.nightly import nightly
-
-        summary = run_flow(lambda: nightly(as_of=moment, dry_run=dry_run, config=flow_config(ctx)))
+        with Project(settings, config=flow_config(ctx)) as project:
+            summary = project.score(moment, dry_run=dry_run)
         print_summary(summary)
 
     @app.command("backfill")
