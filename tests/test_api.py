@@ -160,6 +160,25 @@ def test_a_project_prints_its_databases_with_passwords_masked() -> None:
     assert "source=duckdb:///.pql/pql.duckdb" in shown and "S3cret" not in shown
 
 
+@pytest.mark.usefixtures("prefect_api")
+def test_a_database_url_kept_in_a_prefect_secret_block_is_read_from_it(folder: Path) -> None:
+    from prefect.blocks.system import Secret
+
+    url = f"duckdb:///{(folder / 'pql.duckdb').as_posix()}"
+    Secret(value=url).save("pql-api-test-source", overwrite=True)
+    with pql.connect(source_url="prefect_secret://pql-api-test-source") as project:
+        assert "source=prefect_secret://pql-api-test-source" in repr(project)
+        assert project.source.url.render_as_string() == url
+        assert len(project.pqls()) > 0
+
+
+def test_engines_are_made_once_and_close_disposes_them(project: Project) -> None:
+    engine = project.source
+    assert project.source is engine and project.crm is engine  # one URL, one engine
+    project.close()
+    assert project.source is not engine  # a closed project opens afresh when used again
+
+
 def test_features_are_one_row_per_account_that_existed_at_the_instant(project: Project) -> None:
     as_of = project.today() - timedelta(days=3)
     features = project.features(as_of)
