@@ -34,6 +34,7 @@ from zoneinfo import ZoneInfo
 
 import pandas as pd
 import sqlalchemy as sa
+import tomli_w
 
 from pql.clock import start_of_day, to_utc_naive, today_in
 from pql.config import SECRET_URL_SCHEME, URL_KEYS, Settings, config_path, load_settings
@@ -138,27 +139,6 @@ def registry_lock(settings: Settings, holder: str) -> AbstractContextManager[Non
 
     timeout = settings.flows.lock_timeout_seconds
     return lock(settings, timeout_seconds=timeout, holder=holder, on_wait=log.warning)
-
-
-def _toml_value(value: Any) -> str:
-    """A JSON-like value as TOML (inline tables and arrays; JSON strings are TOML basic strings)."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, Mapping):
-        items = (f"{json.dumps(str(k))} = {_toml_value(v)}" for k, v in value.items() if v is not None)
-        return "{" + ", ".join(items) + "}"
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(_toml_value(item) for item in value) + "]"
-    if isinstance(value, int | float):
-        return repr(value)
-    return json.dumps(str(value))
-
-
-def toml_text(data: Mapping[str, Any]) -> str:
-    """Settings (as read from a pql.toml, plus overrides) written back as TOML."""
-    return "".join(
-        f"{json.dumps(key)} = {_toml_value(value)}\n" for key, value in data.items() if value is not None
-    )
 
 
 class Project:
@@ -344,7 +324,7 @@ class Project:
         data.update(self.overrides)
         with tempfile.TemporaryDirectory(prefix="pql-settings-") as folder:
             path = Path(folder) / "pql.toml"
-            path.write_text(toml_text(_plain(data)), encoding="utf-8")
+            path.write_text(tomli_w.dumps(_plain(data)), encoding="utf-8")
             yield str(path)
 
     def _stored_score(self, account_id: str, as_of: datetime | None) -> dict[str, Any] | None:
@@ -411,9 +391,9 @@ def _masked(url: str) -> str:
 
 
 def _plain(value: Any) -> Any:
-    """Overrides as TOML can hold them (paths as text)."""
+    """Overrides as TOML can hold them (paths as text; no value means the key is left out)."""
     if isinstance(value, Mapping):
-        return {key: _plain(item) for key, item in value.items()}
+        return {key: _plain(item) for key, item in value.items() if item is not None}
     if isinstance(value, list | tuple):
         return [_plain(item) for item in value]
     return value.as_posix() if isinstance(value, Path) else value
