@@ -58,16 +58,30 @@ def third_party(name: str) -> bool:
     return name not in sys.stdlib_module_names and name not in {"__future__", "pql"}
 
 
-def test_every_package_pql_imports_is_a_declared_requirement() -> None:
+def undeclared_imports(folder: Path) -> dict[str, list[str]]:
+    """Packages imported under `folder` (its own modules aside) that no declared requirement provides,
+    each with the distributions that do provide it here."""
     declared = declared_distributions()
     providers = packages_distributions()
-    undeclared = {}
-    for path in python_files(ROOT / "pql"):
-        for name in filter(third_party, absolute_imports(path)):
+    own = {path.stem for path in folder.rglob("*")}
+    undeclared: dict[str, list[str]] = {}
+    for path in python_files(folder):
+        for name in absolute_imports(path):
+            if not third_party(name) or (name in own and folder.name != "pql"):
+                continue
             distributions = {canonical(found) for found in providers.get(name, [])}
             if not distributions & declared:
                 undeclared.setdefault(name, sorted(distributions) or ["not installed"])
-    assert undeclared == {}
+    return undeclared
+
+
+def test_every_package_pql_imports_is_a_declared_requirement() -> None:
+    assert undeclared_imports(ROOT / "pql") == {}
+
+
+@pytest.mark.parametrize("folder", ["tests", "benchmarks"])
+def test_every_package_the_tests_and_benchmarks_import_is_declared(folder: str) -> None:
+    assert undeclared_imports(ROOT / folder) == {}
 
 
 def test_the_sub_packages_are_imported_only_under_pql() -> None:
