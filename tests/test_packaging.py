@@ -204,6 +204,12 @@ def venv_with_another_project(tmp_path: Path) -> Path:
     return python
 
 
+def _venv_environment() -> dict[str, str]:
+    """This environment without PYTHONPATH: a checkout on it (and its editable install's egg-info) would
+    stand in for the installed wheel, for pip and for Python alike."""
+    return {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+
+
 def _pip_install(python: Path, wheel: Path) -> None:
     """Install `wheel` alone into the environment of `python` (with this interpreter's pip)."""
     subprocess.run(
@@ -219,6 +225,7 @@ def _pip_install(python: Path, wheel: Path) -> None:
             "--no-index",
             str(wheel),
         ],
+        env=_venv_environment(),
         check=True,
     )
 
@@ -233,6 +240,7 @@ def _reuse_these_dependencies(python: Path) -> None:
     """
     purelib = subprocess.run(
         [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        env=_venv_environment(),
         check=True,
         capture_output=True,
         text=True,
@@ -242,8 +250,9 @@ def _reuse_these_dependencies(python: Path) -> None:
 
 
 def _run(python: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
-    return subprocess.run([str(python), *args], cwd=cwd, env=env, capture_output=True, text=True, check=False)
+    return subprocess.run(
+        [str(python), *args], cwd=cwd, env=_venv_environment(), capture_output=True, text=True, check=False
+    )
 
 
 @pytest.mark.slow
