@@ -110,7 +110,7 @@ def test_prefect_log_lines_go_through_the_bars_console_while_it_runs_then_back()
     from prefect.logging.handlers import PrefectConsoleHandler
     from rich.console import Console
 
-    from pql.commands.run import prefect_console_on
+    from pql.commands.progress import prefect_console_on
 
     handler = PrefectConsoleHandler(stream=io.StringIO())
     logger = logging.getLogger("pql.tests.progress")

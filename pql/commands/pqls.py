@@ -6,16 +6,13 @@ import json
 from typing import Annotated, Any
 
 import pandas as pd
-import sqlalchemy as sa
 import typer
 from rich.markup import escape
 from rich.table import Table
 
+from pql.api import Project
 from pql.commands import cli_errors, console, settings_of
 from pql.commands.output import JSON_HELP, jsonable, print_json
-from pql.db import databases
-from pql.scoring.crm import account_names
-from pql.scoring.writeback import pql_list
 
 
 def _offer(row: object) -> str:
@@ -58,9 +55,9 @@ def _text(value: object) -> str | None:
     return None if pd.isna(value) else str(value)
 
 
-def pql_document(pqls: pd.DataFrame, names: dict[str, str], *, owner: str | None, top: int) -> dict[str, Any]:
-    """The list as `pql pqls --json` prints it: the table's rows, best first, values unrounded, every
-    reason line, and the reasons' structured form (`reasons_detail`) as the run stored it."""
+def pql_document(pqls: pd.DataFrame, *, owner: str | None, top: int) -> dict[str, Any]:
+    """The list (`Project.pqls`) as `pql pqls --json` prints it: the table's rows, best first, values
+    unrounded, every reason line, and the reasons' structured form (`reasons_detail`) as stored."""
     rows = []
     for place, row in enumerate(pqls.itertuples(index=False), start=1):
         detail = _text(row.reasons_json)
@@ -68,7 +65,7 @@ def pql_document(pqls: pd.DataFrame, names: dict[str, str], *, owner: str | None
             {
                 "rank": place,
                 "account_id": str(row.account_id),
-                "name": names.get(row.account_id),
+                "name": _text(row.name),
                 "routed_to": _text(row.routed_to),
                 "score": row.score,
                 "probability": row.probability,
@@ -100,18 +97,12 @@ def register(app: typer.Typer) -> None:
         as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
     ) -> None:
         """Print the current PQL list with score, tier, grade, playbook, trial days left and reasons."""
-        settings = settings_of(ctx)
-        with databases(settings) as dbs:
-            listed = pql_list(dbs.crm, dbs.output_tables, owner=owner, top=top)
-            has_accounts = sa.inspect(dbs.source).has_table(dbs.source_tables.accounts.name)
-            names = (
-                account_names(dbs.source, dbs.source_tables, listed["account_id"])
-                if has_accounts and not listed.empty
-                else {}
-            )
+        with Project(settings_of(ctx)) as project:
+            listed = project.pqls(owner=owner, top=top)
         if as_json:
-            print_json(pql_document(listed, names, owner=owner, top=top))
+            print_json(pql_document(listed, owner=owner, top=top))
             return
+        names = dict(zip(listed["account_id"], listed["name"].fillna(""), strict=True))
         whose = f" routed to {owner}" if owner else ""
         if listed.empty:
             console.print(f"No PQLs{whose} right now.")

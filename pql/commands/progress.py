@@ -6,6 +6,7 @@ Piped or captured output (CI, logs, `2>file`) gets no bar at all, so it holds on
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -51,3 +52,31 @@ def progress_bar(
             bar.update(task, completed=done, total=total, description=description)
 
         yield update
+
+
+@contextmanager
+def prefect_console_on(console: Console) -> Iterator[None]:
+    """Prefect's console log lines printed by `console` for the block, then by Prefect's own again.
+
+    Under a progress bar drawn on `console`, they are printed above the bar instead of through it:
+    Prefect's handler has a console of its own, which writes straight to the terminal."""
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    loggers = [logging.getLogger(), *logging.root.manager.loggerDict.values()]
+    handlers = list(  # one handler serves several loggers: each is switched (and restored) once
+        {
+            id(handler): handler
+            for logger in loggers
+            if isinstance(logger, logging.Logger)
+            for handler in logger.handlers
+            if isinstance(handler, PrefectConsoleHandler)
+        }.values()
+    )
+    before = [handler.console for handler in handlers]
+    for handler in handlers:
+        handler.console = console
+    try:
+        yield
+    finally:
+        for handler, own in zip(handlers, before, strict=True):
+            handler.console = own
