@@ -30,13 +30,13 @@ def _cell(value: object, kind: str = "") -> str:
     return str(value)
 
 
-def _compliance_table(by_owner: pd.DataFrame, sla_hours: int) -> Table:
-    table = Table(title=f"First touch within {sla_hours} h, per owner")
-    for column in ("owner", "PQLs", "due", "met", "late", "overdue", "pending", "compliance", "median h"):
-        table.add_column(column, justify="left" if column == "owner" else "right", no_wrap=column == "owner")
-    for row in by_owner.itertuples(index=False):
+def _compliance_table(compliance: pd.DataFrame, sla_hours: int, key: str = "owner") -> Table:
+    table = Table(title=f"First touch within {sla_hours} h, per {key}")
+    for column in (key, "PQLs", "due", "met", "late", "overdue", "pending", "compliance", "median h"):
+        table.add_column(column, justify="left" if column == key else "right", no_wrap=column == key)
+    for row in compliance.itertuples(index=False):
         table.add_row(
-            row.owner,
+            str(getattr(row, key)),
             str(row.pqls),
             str(row.due),
             str(row.met),
@@ -117,7 +117,8 @@ def register(app: typer.Typer) -> None:
             str | None, typer.Option("--as-of", help="Judge the SLA as of this moment (default: now).")
         ] = None,
     ) -> None:
-        """Show each owner's share of PQLs first touched within outcomes.sla_hours, and the overdue PQLs."""
+        """Show each owner's and playbook's share of PQLs first touched within outcomes.sla_hours, where the
+        touches came from, and the overdue PQLs."""
         from pql.outcomes.evaluation import evaluate_sla
 
         settings = settings_of(ctx)
@@ -130,5 +131,6 @@ def register(app: typer.Typer) -> None:
             result = evaluate_sla(dbs, settings, since=start, as_of=now)
         if not overdue:
             console.print(_compliance_table(result.by_owner, result.sla_hours))
-            console.print(f"touches read from {result.touch_source}; PQLs since {start:%Y-%m-%d %H:%M} UTC")
+            console.print(_compliance_table(result.by_playbook, result.sla_hours, "playbook"))
+            console.print(f"{result.source_line}; PQLs since {start:%Y-%m-%d %H:%M} UTC")
         console.print(_overdue_table(result.overdue))
