@@ -1,20 +1,8 @@
-"""Follow-up SLA from `crm_activities` on a small hand-built world with known answers, on every engine.
-
-SLA 24 h, judged at NOW. Routed to ana, playbook `freemium_upgrade`:
-  a1  touched 2 h after entering, and again 3 days later (`last_touch_at` holds the later one)  -> met
-  a2  touched the day before entering, then 30 h after                                           -> late
-  a3  touched only exactly at NOW (not known yet)                                                -> overdue
-Routed to bo:
-  b1  `trial_to_paid`, touched 5 h after entering, by cy                                         -> met
-  b2  `trial_to_paid`, entered 2 h before NOW, not touched                                       -> pending
-  b3  `freemium_upgrade`, touched 48 h after entering                                            -> late
-  k1  a control PQL, touched at once: never part of the SLA
-"""
+"""Follow-up SLA from `crm_activities` on the hand-built world of `sla_world`, on every engine."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime, timedelta
 
 import pandas as pd
 import pytest
@@ -23,68 +11,8 @@ from pql.config import Settings
 from pql.db import Databases
 from pql.outcomes.evaluation import SlaEvaluation, evaluate_sla
 
-from .conftest import MONDAY, World, history_row
-
-HOUR = timedelta(hours=1)
-ENTERED = MONDAY + 9 * HOUR
-NOW = MONDAY + timedelta(days=10)
-LATE_ENTRY = NOW - 2 * HOUR
-
-
-def _pql(account_id: str, owner: str, playbook: str, entered: datetime = ENTERED) -> dict[str, object]:
-    return history_row(
-        account_id,
-        entered,
-        is_pql=True,
-        first_pql_at=entered,
-        routed_to=owner,
-        playbook=playbook,
-        tier="high",
-        run_id=f"run-{entered:%Y%m%d%H}",
-    )
-
-
-def _build(world: World, *, with_activities: bool) -> None:
-    world.history(
-        [
-            _pql("a1", "ana", "freemium_upgrade"),
-            _pql("a2", "ana", "freemium_upgrade"),
-            _pql("a3", "ana", "freemium_upgrade"),
-            _pql("b1", "bo", "trial_to_paid"),
-            _pql("b2", "bo", "trial_to_paid", LATE_ENTRY),
-            _pql("b3", "bo", "freemium_upgrade"),
-            history_row("k1", ENTERED, is_control=True, first_pql_at=ENTERED, playbook="freemium_upgrade"),
-        ]
-    )
-    world.crm(
-        [
-            {"account_id": "a1", "owner": "ana", "last_touch_at": ENTERED + timedelta(days=3)},
-            {"account_id": "a2", "owner": "ana", "last_touch_at": ENTERED + 30 * HOUR},
-            {"account_id": "a3", "owner": "ana", "last_touch_at": None},
-            {"account_id": "b1", "owner": "bo", "last_touch_at": ENTERED + 5 * HOUR},
-            {"account_id": "b2", "owner": "bo", "last_touch_at": None},
-            {"account_id": "b3", "owner": "bo", "last_touch_at": ENTERED + 48 * HOUR},
-            {"account_id": "k1", "owner": "cy", "last_touch_at": ENTERED + HOUR},
-        ]
-    )
-    if with_activities:
-        world.activities(
-            [
-                {"account_id": "a1", "owner": "ana", "occurred_at": ENTERED + 2 * HOUR},
-                {"account_id": "a1", "owner": "ana", "occurred_at": ENTERED + timedelta(days=3)},
-                {"account_id": "a2", "owner": "ana", "occurred_at": ENTERED - timedelta(days=1)},
-                {"account_id": "a2", "owner": "ana", "occurred_at": ENTERED + 30 * HOUR},
-                {"account_id": "a3", "owner": "ana", "occurred_at": NOW, "activity_type": "call"},
-                {
-                    "account_id": "b1",
-                    "owner": "cy",
-                    "occurred_at": ENTERED + 5 * HOUR,
-                    "activity_type": "call",
-                },
-                {"account_id": "b3", "owner": "bo", "occurred_at": ENTERED + 48 * HOUR},
-                {"account_id": "k1", "owner": "cy", "occurred_at": ENTERED + HOUR},
-            ]
-        )
+from .conftest import MONDAY, World
+from .sla_world import ENTERED, HOUR, NOW, build_sla_world
 
 
 def _evaluate(world: World) -> SlaEvaluation:
@@ -105,7 +33,7 @@ def any_world(any_db_url: str, settings: Settings) -> Iterator[World]:
 
 @pytest.fixture
 def from_activities(any_world: World) -> SlaEvaluation:
-    _build(any_world, with_activities=True)
+    build_sla_world(any_world, with_activities=True)
     return _evaluate(any_world)
 
 
@@ -157,6 +85,12 @@ def test_any_rep_s_activity_counts_and_is_reported_under_the_pql_s_owner(
     assert (b1["owner"], b1["touched_by"], b1["activity_type"], b1["status"]) == ("bo", "cy", "call", "met")
 
 
+def test_the_overdue_list_holds_the_untouched_pqls_past_their_deadline(
+    from_activities: SlaEvaluation,
+) -> None:
+    assert from_activities.overdue[["account_id", "owner", "score"]].values.tolist() == [["a3", "ana", 71.0]]
+
+
 def test_compliance_per_owner(from_activities: SlaEvaluation) -> None:
     table = from_activities.by_owner
     assert table["owner"].tolist() == ["ana", "bo", "all owners"]
@@ -182,7 +116,7 @@ def test_compliance_per_playbook(from_activities: SlaEvaluation) -> None:
 
 
 def test_without_activities_last_touch_at_decides_and_the_output_says_so(any_world: World) -> None:
-    _build(any_world, with_activities=False)
+    build_sla_world(any_world, with_activities=False)
     sla = _evaluate(any_world)
     assert sla.source_line == "follow-up from crm_accounts.last_touch_at (no activities table)"
     # The last touch is the only one visible: a1, touched on time and again later, looks late.
