@@ -129,3 +129,26 @@ def test_without_activities_last_touch_at_decides_and_the_output_says_so(any_wor
         "b3": "late",
     }
     assert sla.status["touched_by"].isna().all()
+
+
+def test_a_renamed_activities_table_is_the_one_read(settings: Settings, duckdb_url: str) -> None:
+    tables = settings.tables.model_copy(
+        update={
+            "crm_activities": settings.tables.crm_activities.model_copy(
+                update={
+                    "name": "sales_touches",
+                    "columns": settings.tables.crm_activities.columns.model_copy(
+                        update={"occurred_at": "ts"}
+                    ),
+                }
+            )
+        }
+    )
+    world = World(duckdb_url, settings.model_copy(update={"tables": tables}))
+    try:
+        build_sla_world(world, with_activities=True)
+        sla = _evaluate(world)
+    finally:
+        world.engine.dispose()
+    assert sla.source_line == "follow-up from crm_activities"
+    assert _statuses(sla)["a1"] == "met"
