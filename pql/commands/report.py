@@ -34,13 +34,13 @@ def _cell(value: object, kind: str = "") -> str:
     return str(value)
 
 
-def _compliance_table(by_owner: pd.DataFrame, sla_hours: int) -> Table:
-    table = Table(title=f"First touch within {sla_hours} h, per owner")
-    for column in ("owner", "PQLs", "due", "met", "late", "overdue", "pending", "compliance", "median h"):
-        table.add_column(column, justify="left" if column == "owner" else "right", no_wrap=column == "owner")
-    for row in by_owner.itertuples(index=False):
+def _compliance_table(compliance: pd.DataFrame, sla_hours: int, key: str = "owner") -> Table:
+    table = Table(title=f"First touch within {sla_hours} h, per {key}")
+    for column in (key, "PQLs", "due", "met", "late", "overdue", "pending", "compliance", "median h"):
+        table.add_column(column, justify="left" if column == key else "right", no_wrap=column == key)
+    for row in compliance.itertuples(index=False):
         table.add_row(
-            row.owner,
+            str(getattr(row, key)),
             str(row.pqls),
             str(row.due),
             str(row.met),
@@ -76,14 +76,16 @@ def _overdue_table(overdue: pd.DataFrame) -> Table:
 
 
 def sla_document(result: SlaEvaluation, *, overdue_only: bool) -> dict[str, Any]:
-    """The follow-up as `pql sla --json` prints it: every row of both tables, values unrounded;
-    `by_owner` is null with --overdue, as the text then shows only the overdue list."""
+    """The follow-up as `pql sla --json` prints it: every row of the tables, values unrounded;
+    `by_owner` and `by_playbook` are null with --overdue, as the text then shows only the overdue list."""
     return {
         "as_of": result.as_of,
         "since": result.since,
         "sla_hours": result.sla_hours,
         "touch_source": result.touch_source,
+        "source_line": result.source_line,
         "by_owner": None if overdue_only else records(result.by_owner),
+        "by_playbook": None if overdue_only else records(result.by_playbook),
         "overdue": records(result.overdue),
     }
 
@@ -135,7 +137,8 @@ def register(app: typer.Typer) -> None:
         ] = None,
         as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
     ) -> None:
-        """Show each owner's share of PQLs first touched within outcomes.sla_hours, and the overdue PQLs."""
+        """Show each owner's and playbook's share of PQLs first touched within outcomes.sla_hours, where the
+        touches came from, and the overdue PQLs."""
         from pql.outcomes.evaluation import evaluate_sla
 
         settings = settings_of(ctx)
@@ -151,5 +154,6 @@ def register(app: typer.Typer) -> None:
             return
         if not overdue:
             console.print(_compliance_table(result.by_owner, result.sla_hours))
-            console.print(f"touches read from {result.touch_source}; PQLs since {start:%Y-%m-%d %H:%M} UTC")
+            console.print(_compliance_table(result.by_playbook, result.sla_hours, "playbook"))
+            console.print(f"{result.source_line}; PQLs since {start:%Y-%m-%d %H:%M} UTC")
         console.print(_overdue_table(result.overdue))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
@@ -62,6 +63,14 @@ def test_the_json_holds_every_owner_with_the_counts_the_table_shows() -> None:
         row = by_owner[owner]
         assert counts == [str(row[key]) for key in ("pqls", "due", "met", "late", "overdue")]
     assert found["sla_hours"] == 24 and found["as_of"].startswith(AS_OF)
+
+
+@pytest.mark.usefixtures("configured")
+def test_the_json_holds_the_per_playbook_rows_and_where_the_touches_came_from() -> None:
+    text, found = sla(), json.loads(sla("--json").stdout)
+    playbooks = [row["playbook"] for row in found["by_playbook"]]
+    assert playbooks and all(re.search(rf"^│ {re.escape(name)}\s", text.stdout, re.M) for name in playbooks)
+    assert found["source_line"] in text.stdout
 
 
 @pytest.mark.usefixtures("configured")
