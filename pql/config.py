@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import re
+import string
 import tomllib
 import types
 import unicodedata
@@ -314,6 +315,28 @@ LONGEST_WINDOW_DAYS = 28
 TIERS = ("very_high", "high", "medium", "low")
 
 
+# What a talking point may quote from the reason it is about (see scoring/talking_points.py).
+TALKING_POINT_PLACEHOLDERS = ("reason", "value", "times", "percentile", "event", "attribute")
+
+
+def _talk_track(value: str) -> str:
+    """A talking point template: text with named placeholders only (no attribute, index or format)."""
+    try:
+        parsed = [(field, spec, conversion) for _, field, spec, conversion in string.Formatter().parse(value)]
+    except ValueError as exc:
+        raise ValueError(f"not a template ({exc}); write a literal brace twice: {{{{ or }}}}") from exc
+    allowed = ", ".join(f"{{{name}}}" for name in TALKING_POINT_PLACEHOLDERS)
+    for field, spec, conversion in parsed:
+        if field is not None and field not in TALKING_POINT_PLACEHOLDERS:
+            raise ValueError(f"unknown placeholder {{{field}}}; a talking point may use {allowed}")
+        if field is not None and (spec or conversion):
+            raise ValueError(f"{{{field}}} takes no format or conversion; write it plainly as {{{field}}}")
+    return value
+
+
+TalkingPointTemplate = Annotated[str, AfterValidator(_talk_track)]
+
+
 class ScoringConfig(_Strict):
     tier_policy: Literal["quantile", "threshold"] = Field("quantile", description="'quantile' or 'threshold'")
     # Cumulative top shares: top 1% very high, next to 10% high, next to 30% medium, rest low.
@@ -324,6 +347,10 @@ class ScoringConfig(_Strict):
     max_new_pqls_per_owner: int = Field(10, ge=1, description="an integer >= 1")
     max_pql_age_days: int = Field(30, ge=1, description="an integer >= 1")
     unowned_queue: str = Field("pql-queue", min_length=1, description="a non-empty queue name")
+    talking_points: dict[str, TalkingPointTemplate] = Field(
+        default_factory=dict,
+        description="reason group -> a short talk track for a rep ('' says nothing for that group)",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> ScoringConfig:

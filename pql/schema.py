@@ -232,6 +232,7 @@ def output_tables(names: TablesConfig) -> OutputTables:
         sa.Column("trial_days_left", sa.Float),
         sa.Column("reasons_json", sa.Text),
         sa.Column("reasons_text", sa.Text),
+        sa.Column("talking_point", sa.Text, info={ADDED_LATER: True}),  # null: not a PQL
         sa.Column("model_version", sa.String(64), nullable=False),
         sa.Column("run_id", ID, nullable=False),
         sa.Column("scored_at", TIMESTAMP, nullable=False),
@@ -255,6 +256,7 @@ def output_tables(names: TablesConfig) -> OutputTables:
         sa.Column("playbook", sa.String(32)),
         sa.Column("trial_days_left", sa.Float),
         sa.Column("reasons_json", sa.Text),
+        sa.Column("talking_point", sa.Text, info={ADDED_LATER: True}),  # null: not a PQL
         sa.Column("model_version", sa.String(64), nullable=False),
         sa.Column("scored_at", TIMESTAMP, nullable=False),
     )

@@ -1,4 +1,5 @@
-"""The output tables as the release before tiers-for-eligible-accounts-only created them."""
+"""The output tables as the release before tiers-for-eligible-accounts-only created them (before
+talking points too)."""
 
 from __future__ import annotations
 
@@ -9,13 +10,16 @@ import sqlalchemy as sa
 from pql.schema import OutputTables
 
 AS_OF = datetime(2024, 6, 3)
+# The columns later releases added to pql_scores and pql_score_history.
+LATER_COLUMNS = ("ineligible_reason", "talking_point")
 
 
 def earlier_output_tables(tables: OutputTables) -> sa.MetaData:
-    """pql_scores and pql_score_history as they were: `tier` NOT NULL and no `ineligible_reason`."""
+    """pql_scores and pql_score_history as they were: `tier` NOT NULL, no `ineligible_reason` and no
+    `talking_point`."""
     md = sa.MetaData()
     for table in (tables.scores, tables.history):
-        columns = [column for column in table.columns if column.name != "ineligible_reason"]
+        columns = [column for column in table.columns if column.name not in LATER_COLUMNS]
         sa.Table(
             table.name,
             md,

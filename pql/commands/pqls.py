@@ -25,8 +25,16 @@ def _offer(row: object) -> str:
     return "\n".join(line for line in lines if line)
 
 
+def _why(row: object) -> str:
+    """The reasons, then what to say (reasons and talking points are data: escaped, never markup)."""
+    lines = [] if pd.isna(row.reasons_text) else [escape(str(row.reasons_text))]
+    if not pd.isna(row.talking_point):
+        lines.append(f"[bold]say:[/] {escape(str(row.talking_point))}")
+    return "\n".join(line for line in lines if line)
+
+
 def pql_table(pqls: pd.DataFrame, names: dict[str, str], *, show_routing: bool) -> Table:
-    """The list as a rich table: who to call, how hot, what to offer, and why."""
+    """The list as a rich table: who to call, how hot, what to offer, why, and what to say."""
     table = Table(show_lines=True, expand=True)
     table.add_column("#", justify="right", no_wrap=True)
     table.add_column("account", no_wrap=True)
@@ -46,7 +54,7 @@ def pql_table(pqls: pd.DataFrame, names: dict[str, str], *, show_routing: bool) 
             "\n".join(line for line in account if line),
             f"[bold]{row.score:.1f}[/]\n{tier}{grade}{fit}",
             _offer(row),
-            "" if pd.isna(row.reasons_text) else escape(str(row.reasons_text)),
+            _why(row),
         )
     return table
 
@@ -96,7 +104,8 @@ def register(app: typer.Typer) -> None:
         top: Annotated[int, typer.Option("--top", min=1, help="Show at most this many, best first.")] = 25,
         as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
     ) -> None:
-        """Print the current PQL list with score, tier, grade, playbook, trial days left and reasons."""
+        """Print the current PQL list with score, tier, grade, playbook, trial days left, reasons and
+        what to say."""
         with Project(settings_of(ctx)) as project:
             listed = project.pqls(owner=owner, top=top)
         if as_json:
