@@ -324,6 +324,8 @@ class ScoringConfig(_Strict):
     max_new_pqls_per_owner: int = Field(10, ge=1, description="an integer >= 1")
     max_pql_age_days: int = Field(30, ge=1, description="an integer >= 1")
     unowned_queue: str = Field("pql-queue", min_length=1, description="a non-empty queue name")
+    # Days a rep's `disqualified` or `done` decision keeps an account off the list (`pql_feedback`).
+    feedback_cooldown_days: int = Field(90, ge=0, description="a non-negative integer (0: no cooldown)")
 
     @model_validator(mode="after")
     def _consistent(self) -> ScoringConfig:

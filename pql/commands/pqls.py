@@ -36,6 +36,9 @@ def pql_table(pqls: pd.DataFrame, names: dict[str, str], *, show_routing: bool) 
         account = [escape(names.get(row.account_id, "")), f"[dim]{escape(str(row.account_id))}[/]"]
         if show_routing:
             account.append(f"-> {escape(str(row.routed_to))}")
+        accepted = getattr(row, "is_sales_accepted", None)
+        if pd.notna(accepted) and bool(accepted):
+            account.append("[green]✓ accepted by sales[/]")
         tier = "" if pd.isna(row.tier) else str(row.tier).replace("_", " ")
         grade = "" if pd.isna(row.grade) else f" · grade {row.grade}"
         fit = "" if pd.isna(row.fit_score) else f"\nfit {row.fit_score:.0f}"
