@@ -369,7 +369,7 @@ class Project:
         settings, tables = self.settings, self.output_tables
         features = build_features(self.source, self.source_tables, settings, [as_of])
         model = load_scoring_model(settings, scored_before=last_trained_model(self.crm, tables))
-        crm = crm_snapshot(self.source, self.source_tables)
+        crm = crm_snapshot(self.source, self.source_tables, as_of)
         scored_before = sa.inspect(self.crm).has_table(tables.history.name)
         previous = previous_scores(self.crm, tables, as_of) if scored_before else pd.DataFrame()
         rows = pql_rows(features, model, crm, previous, settings, as_of)

@@ -351,6 +351,8 @@ class ScoringConfig(_Strict):
         default_factory=dict,
         description="reason group -> a short talk track for a rep ('' says nothing for that group)",
     )
+    # Days a rep's `disqualified` or `done` decision keeps an account off the list (`pql_feedback`).
+    feedback_cooldown_days: int = Field(90, ge=0, description="a non-negative integer (0: no cooldown)")
 
     @model_validator(mode="after")
     def _consistent(self) -> ScoringConfig:

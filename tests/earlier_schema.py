@@ -7,19 +7,17 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
-from pql.schema import OutputTables
+from pql.schema import ADDED_LATER, OutputTables
 
 AS_OF = datetime(2024, 6, 3)
-# The columns later releases added to pql_scores and pql_score_history.
-LATER_COLUMNS = ("ineligible_reason", "talking_point")
 
 
 def earlier_output_tables(tables: OutputTables) -> sa.MetaData:
-    """pql_scores and pql_score_history as they were: `tier` NOT NULL, no `ineligible_reason` and no
-    `talking_point`."""
+    """pql_scores and pql_score_history as they were: `tier` NOT NULL and none of the columns added
+    later (`ineligible_reason`, the rep feedback columns, ...)."""
     md = sa.MetaData()
     for table in (tables.scores, tables.history):
-        columns = [column for column in table.columns if column.name not in LATER_COLUMNS]
+        columns = [column for column in table.columns if not column.info.get(ADDED_LATER)]
         sa.Table(
             table.name,
             md,

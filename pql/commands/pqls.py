@@ -33,6 +33,12 @@ def _why(row: object) -> str:
     return "\n".join(line for line in lines if line)
 
 
+def _accepted(row: object) -> bool:
+    """Whether sales accepted the PQL (False when the list predates the column)."""
+    accepted = getattr(row, "is_sales_accepted", None)
+    return bool(pd.notna(accepted) and accepted)
+
+
 def pql_table(pqls: pd.DataFrame, names: dict[str, str], *, show_routing: bool) -> Table:
     """The list as a rich table: who to call, how hot, what to offer, why, and what to say."""
     table = Table(show_lines=True, expand=True)
@@ -46,6 +52,8 @@ def pql_table(pqls: pd.DataFrame, names: dict[str, str], *, show_routing: bool) 
         account = [escape(names.get(row.account_id, "")), f"[dim]{escape(str(row.account_id))}[/]"]
         if show_routing:
             account.append(f"-> {escape(str(row.routed_to))}")
+        if _accepted(row):
+            account.append("[green]✓ accepted by sales[/]")
         tier = "" if pd.isna(row.tier) else str(row.tier).replace("_", " ")
         grade = "" if pd.isna(row.grade) else f" · grade {row.grade}"
         fit = "" if pd.isna(row.fit_score) else f"\nfit {row.fit_score:.0f}"
@@ -83,6 +91,7 @@ def pql_document(pqls: pd.DataFrame, *, owner: str | None, top: int) -> dict[str
                 "playbook": _text(row.playbook),
                 "trial_days_left": row.trial_days_left,
                 "first_pql_at": row.first_pql_at,
+                "is_sales_accepted": _accepted(row),
                 "reasons": (_text(row.reasons_text) or "").splitlines(),
                 "reasons_detail": json.loads(detail) if detail else None,
                 "model_version": row.model_version,
