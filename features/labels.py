@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 import pandas as pd
 import sqlalchemy as sa
@@ -182,3 +183,35 @@ def build_labels(
             "is_censored": (as_of_values + horizon > pd.Timestamp(end)).to_numpy(dtype=bool),
         }
     )
+
+
+def converters_by_path(rows: pd.DataFrame) -> dict[str, Any] | None:
+    """Per label, its converting accounts in `rows` (a training set) by the path they took: self-serve
+    (a change into a paid plan in the horizon of a positive snapshot), opportunity (an opportunity
+    created in it), or both. None when `rows` carry no per-label columns.
+
+    `{"opportunities": known, "labels": {name: {converting_accounts, self_serve_only, opportunity_only,
+    both}}}`; without the opportunities table only `converted_to_paid` is known and its opportunity
+    counts are None."""
+    if any(f"label_{name}" not in rows for name in LABELS):
+        return None
+    known = bool(len(rows)) and bool(rows["label_opportunity_created"].notna().all())
+    paths = pd.DataFrame(
+        {
+            "account_id": rows["account_id"],
+            "self_serve": rows["label_converted_to_paid"].fillna(0).astype(bool),
+            "opportunity": rows["label_opportunity_created"].fillna(0).astype(bool),
+        }
+    )
+    labels: dict[str, dict[str, int | None]] = {}
+    for name in LABELS if known else LABELS[:1]:
+        positive = rows[f"label_{name}"].fillna(0).astype(bool)
+        took = paths[positive.to_numpy()].groupby("account_id")[["self_serve", "opportunity"]].any()
+        self_serve, opportunity = took["self_serve"], took["opportunity"]
+        labels[name] = {
+            "converting_accounts": len(took),
+            "self_serve_only": int((self_serve & ~opportunity).sum()),
+            "opportunity_only": int((~self_serve & opportunity).sum()) if known else None,
+            "both": int((self_serve & opportunity).sum()) if known else None,
+        }
+    return {"opportunities": known, "labels": labels}

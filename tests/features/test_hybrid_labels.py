@@ -16,7 +16,7 @@ import pytest
 from feature_worlds import AS_OF, DAY, MICROSECOND, World, features_of, load_world, row
 
 from pql.config import LABELS, ConfigError, Settings, load_settings
-from pql.features.labels import build_labels
+from pql.features.labels import build_labels, converters_by_path
 from pql.features.training import training_set
 
 HORIZON = 30 * DAY
@@ -235,3 +235,56 @@ def test_the_training_set_keeps_the_rows_before_the_deal_opened_with_the_win_fro
     deal = rows[rows["account_id"] == "deal"]
     assert list(deal["as_of"]) == [AS_OF + 5 * DAY] and list(deal["label"]) == [1]
     assert (rows.loc[rows["account_id"] == "quiet", "label"] == 0).all()
+
+
+def test_converters_by_path_count_each_account_once_per_label() -> None:
+    rows = pd.DataFrame(
+        {
+            "account_id": ["both", "both", "sales", "paid", "none"],
+            "label_converted_to_paid": [1, 0, 0, 1, 0],
+            "label_opportunity_created": [0, 1, 1, 0, 0],
+            "label_closed_won": [0, 1, 1, 0, 0],
+            "label_converted_or_won": [1, 1, 1, 1, 0],
+        }
+    ).astype({f"label_{name}": "Int64" for name in LABELS})
+
+    paths = converters_by_path(rows)
+
+    assert paths is not None and paths["opportunities"]
+    assert paths["labels"]["converted_or_won"] == {
+        "converting_accounts": 3,
+        "self_serve_only": 1,
+        "opportunity_only": 1,
+        "both": 1,
+    }
+    # Per positive snapshot: "both" went paid in one horizon and won a deal in another.
+    assert paths["labels"]["closed_won"] == {
+        "converting_accounts": 2,
+        "self_serve_only": 0,
+        "opportunity_only": 2,
+        "both": 0,
+    }
+
+
+def test_without_opportunities_only_the_self_serve_converters_are_counted() -> None:
+    rows = pd.DataFrame(
+        {
+            "account_id": ["a", "b"],
+            "label_converted_to_paid": pd.array([1, 0], dtype="Int64"),
+            **{f"label_{name}": pd.array([pd.NA, pd.NA], dtype="Int64") for name in LABELS[1:]},
+        }
+    )
+
+    paths = converters_by_path(rows)
+
+    assert paths == {
+        "opportunities": False,
+        "labels": {
+            "converted_to_paid": {
+                "converting_accounts": 1,
+                "self_serve_only": 1,
+                "opportunity_only": None,
+                "both": None,
+            }
+        },
+    }
