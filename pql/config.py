@@ -262,11 +262,19 @@ class PlansConfig(_Strict):
         return self
 
 
+# What a positive is, for the hybrid motion: a self-serve change to a paid plan (the default), an
+# opportunity created, a deal won, or either path. The sales labels read the `opportunities` table.
+Label = Literal["converted_to_paid", "opportunity_created", "closed_won", "converted_or_won"]
+LABELS: tuple[Label, ...] = ("converted_to_paid", "opportunity_created", "closed_won", "converted_or_won")
+SALES_LABELS: tuple[Label, ...] = ("opportunity_created", "closed_won", "converted_or_won")
+
+
 class FeaturesConfig(_Strict):
     snapshot_every_days: int = Field(7, ge=1, le=90, description="an integer from 1 to 90")
     lookback_days: int = Field(182, ge=7, le=1830, description="an integer from 7 to 1830")
-    label: Literal["converted_to_paid", "opportunity_created"] = Field(
-        "converted_to_paid", description="'converted_to_paid' or 'opportunity_created'"
+    label: Label = Field(
+        "converted_to_paid",
+        description="'converted_to_paid', 'opportunity_created', 'closed_won' or 'converted_or_won'",
     )
     exclude: list[str] = Field(
         default_factory=list,

@@ -1,9 +1,10 @@
 """The PQL rules sales and marketing agreed on, applied to one run's scores.
 
-An account becomes a PQL when it is eligible (on the free plan or in a trial, no open opportunity,
-not do-not-contact), its score is at or above the entry threshold, and its owner still has room for
-new PQLs today (at most `max_new_pqls_per_owner`, highest scores first). Unowned accounts are routed
-to `unowned_queue`, which has the same daily room as one owner.
+An account becomes a PQL when it is eligible (on the free plan or in a trial, no open opportunity:
+neither `crm_accounts.has_open_opportunity` nor, when the `opportunities` table is in use, one open at
+`as_of` by its dates; not do-not-contact), its score is at or above the entry threshold, and its owner
+still has room for new PQLs today (at most `max_new_pqls_per_owner`, highest scores first). Unowned
+accounts are routed to `unowned_queue`, which has the same daily room as one owner.
 
 A PQL stays a PQL while it is eligible, its score is at or above the (lower) exit threshold and it has
 been on the list for at most `max_pql_age_days`; `first_pql_at` keeps the day the stay began.
@@ -167,8 +168,15 @@ def apply_pql_rules(
 
     score = frame["score"].to_numpy(dtype=float)
     plan = frame["plan"].astype(object)
-    on_pql_plan = _flag(frame["is_eligible"]) & plan.isin(PQL_PLANS).to_numpy()
-    opportunity = _flag(facts["has_open_opportunity"])
+    # An opportunity open at as_of (the dated `opportunities` table, through the features) makes the
+    # account ineligible without taking it off a PQL plan: it leaves the list for the opportunity.
+    open_at_as_of = (
+        frame["open_opportunity_created_at"].notna().to_numpy()
+        if "open_opportunity_created_at" in frame
+        else np.zeros(len(frame), dtype=bool)
+    )
+    on_pql_plan = (_flag(frame["is_eligible"]) | open_at_as_of) & plan.isin(PQL_PLANS).to_numpy()
+    opportunity = _flag(facts["has_open_opportunity"]) | open_at_as_of
     do_not_contact = _flag(facts["do_not_contact"])
     eligible = on_pql_plan & ~opportunity & ~do_not_contact
     was_pql = _flag(facts["is_pql"])
