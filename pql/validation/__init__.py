@@ -1,4 +1,5 @@
-"""Data-quality gates: Great Expectations suites per stage, a policy per check, results per run.
+"""Data-quality gates: GX Expectation Suites run through Checkpoints, a policy per check, results and
+Data Docs per run.
 
 The flows call one gate per stage (`validate_events`, `validate_plan_changes`, `validate_accounts`,
 `validate_crm_tables`, `validate_feature_frame`, `validate_scores`, `validate_output`), record the results
@@ -22,6 +23,7 @@ from pql.validation.results import (
     ExpectationFailure,
     StageResult,
     ValidationFailed,
+    data_docs_index,
     raise_for_failures,
     run_folder,
     summary,
@@ -38,6 +40,7 @@ __all__ = [
     "StageResult",
     "ValidationFailed",
     "check_policies",
+    "data_docs_index",
     "quarantine_frame",
     "raise_for_failures",
     "run_folder",

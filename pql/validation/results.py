@@ -2,8 +2,8 @@
 
 `evaluate` turns GX runs into a `StageResult` under the configured policies (splitting the rows
 into kept and quarantined when a quarantine check failed). `summary` is what `pql_runs.validation_json`
-holds, `summary_text` what the CLI prints, `write_results` puts the full GX results in the run folder,
-and `raise_for_failures` stops the run before the write-back.
+holds, `summary_text` what the CLI prints, `write_results` puts the full GX results and their Data Docs in
+the run folder, and `raise_for_failures` stops the run before the write-back.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import pandas as pd
 from pql.config import Settings
 from pql.db import DataError
 from pql.validation.checks import CHECKS, Policy
-from pql.validation.gx_runner import EXAMPLES, BatchRun, ExpectationRun
+from pql.validation.gx_runner import EXAMPLES, BatchRun, BatchSuite, ExpectationRun
 from pql.validation.jsonable import plain, row_text, text
 from pql.validation.quarantine import split_rows
 
@@ -78,13 +78,15 @@ class CheckResult:
 
 @dataclass
 class StageResult:
-    """One stage's checks, its GX results, for row stages the kept / quarantined split, and notes: what
-    a person should know about a stage that passed (why checks were skipped, what that means)."""
+    """One stage's checks, its GX results (as JSON, and the Checkpoints' result objects with their suites
+    for Data Docs), for row stages the kept / quarantined split, and notes: what a person should know
+    about a stage that passed (why checks were skipped, what that means)."""
 
     stage: str
     suite_version: int
     checks: list[CheckResult]
     gx_results: list[dict[str, Any]] = field(default_factory=list)
+    validations: list[tuple[BatchSuite, Any]] = field(default_factory=list, repr=False)
     kept: pd.DataFrame | None = None
     quarantined: pd.DataFrame | None = None
     notes: list[str] = field(default_factory=list)
@@ -204,7 +206,12 @@ def evaluate(
         checks.append(CheckResult(name, policies[name], status, tuple(found), count))
     checks += [CheckResult(name, policies[name], "skipped") for name in skipped if name not in failures]
     result = StageResult(
-        stage, suite_version, checks, [batch.gx_result for batch in batches], notes=list(notes)
+        stage,
+        suite_version,
+        checks,
+        [batch.gx_result for batch in batches],
+        [(batch.suite, batch.validation) for batch in batches if batch.validation is not None],
+        notes=list(notes),
     )
     if rows is not None:
         result.kept, result.quarantined = split_rows(rows, reasons)
@@ -276,8 +283,15 @@ def run_folder(settings: Settings, run_id: str) -> Path:
     return settings.state_dir / "runs" / run_id
 
 
+def data_docs_index(settings: Settings, run_id: str) -> Path:
+    """`<run folder>/data_docs/index.html`: the run's Great Expectations Data Docs."""
+    return run_folder(settings, run_id) / "data_docs" / "index.html"
+
+
 def write_results(results: Sequence[StageResult], settings: Settings, run_id: str) -> list[Path]:
-    """Write each stage's full GX results and the summary to `<run folder>/validation/`; return the paths."""
+    """Write each stage's full GX results and the summary to `<run folder>/validation/` (returning their
+    paths), and the results as GX Data Docs to `<run folder>/data_docs/` (`data_docs_index`): a page per
+    Checkpoint result and per suite, named by the run id."""
     folder = run_folder(settings, run_id) / "validation"
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -292,6 +306,10 @@ def write_results(results: Sequence[StageResult], settings: Settings, run_id: st
         paths.append(path)
     path = folder / "summary.json"
     path.write_text(json.dumps(summary(results), indent=1), encoding="utf-8")
+    from pql.validation.data_docs import write_data_docs  # imports GX: only when results are written
+
+    runs = [validation for result in results for validation in result.validations]
+    write_data_docs(data_docs_index(settings, run_id).parent, runs, run_id)
     return [*paths, path]
 
 

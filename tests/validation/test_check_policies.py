@@ -8,9 +8,11 @@ import pytest
 
 from pql.config import ConfigError, Settings, load_settings
 from pql.validation import CHECKS, check_policies
-from pql.validation.gx_runner import _gx_suite, load_suite
+from pql.validation.gx_runner import load_suite
 
-STAGES = sorted(path.stem for path in (Path(__file__).parents[2] / "pql/validation/suites").glob("*.json"))
+STAGES = sorted(
+    path.name for path in (Path(__file__).parents[2] / "pql/validation/expectations/pql").iterdir()
+)
 
 
 def test_every_check_has_a_default_policy_it_allows() -> None:
@@ -75,8 +77,8 @@ def test_checks_that_can_quarantine_run_only_on_a_stages_own_rows() -> None:
 @pytest.mark.parametrize("stage", STAGES)
 def test_every_expectation_of_a_suite_file_is_a_valid_gx_expectation(stage: str) -> None:
     for batch in load_suite(stage).batches.values():
-        suite = _gx_suite(batch.suite_name, list(enumerate(batch.expectations)))
-        assert len(suite.expectations) == len(batch.expectations)
+        suite = batch.gx_suite()
+        assert len(suite.expectations) == len(batch.expectations) > 0
 
 
 def test_every_numeric_feature_is_range_checked_or_explicitly_unbounded(settings) -> None:

@@ -4,6 +4,7 @@ the failure that stops the run, and the quarantine table."""
 from __future__ import annotations
 
 import json
+import re
 import warnings
 
 import pandas as pd
@@ -20,6 +21,7 @@ from pql.features.gate import validate_features
 from pql.schema import create_tables, output_tables
 from pql.validation import (
     ValidationFailed,
+    data_docs_index,
     raise_for_failures,
     summary,
     summary_text,
@@ -89,9 +91,9 @@ def test_results_are_written_as_json_into_the_run_folder(settings: Settings) -> 
     )
     features = json.loads((folder / "features.json").read_text())
     assert [result["suite_name"] for result in features["results"]] == [
-        "features.columns",
-        "features.rows",
-        "features.null_shares",
+        "pql.features.columns",
+        "pql.features.rows",
+        "pql.features.null_shares",
     ]
     failed = [r for r in features["results"][1]["results"] if not r["success"]]
     assert {r["expectation_config"]["meta"]["check"] for r in failed} == {
@@ -99,6 +101,37 @@ def test_results_are_written_as_json_into_the_run_folder(settings: Settings) -> 
         "features.value_ranges",
     }
     assert json.loads((folder / "summary.json").read_text())["status"] == "failed"
+
+
+def test_results_are_rendered_as_data_docs_in_the_run_folder(settings: Settings) -> None:
+    results = [broken_features(settings), validate_output(output_rows(), settings)]
+    write_results(results, settings, "r42")
+    docs = settings.state_dir / "runs" / "r42" / "data_docs"
+    assert data_docs_index(settings, "r42") == docs / "index.html"
+    index = (docs / "index.html").read_text(encoding="utf-8")
+    pages = sorted(docs.glob("validations/**/*.html"))
+    suites = ["pql.features.columns", "pql.features.rows", "pql.features.null_shares"]
+    suites += ["pql.output.columns", "pql.output.rows", "pql.output.pqls"]
+    assert [page.relative_to(docs / "validations").parts[:3] for page in pages] == sorted(
+        tuple(name.split(".")) for name in suites
+    )
+    assert all(page.relative_to(docs / "validations").parts[3] == "r42" for page in pages)
+    for page in pages:
+        assert page.relative_to(docs).as_posix() in index
+    rows_page = next(page for page in pages if "rows" in page.parts and "features" in page.parts)
+    shown = re.sub(r"\s+", " ", re.sub("<[^>]+>", " ", rows_page.read_text(encoding="utf-8")))
+    assert "Expectation Suite: pql.features.rows" in shown
+    assert "Run Name r42" in shown
+    assert "Unsuccessful Expectations 2" in shown
+
+
+def test_data_docs_grow_with_the_results_of_a_run(settings: Settings) -> None:
+    features = broken_features(settings)
+    write_results([features], settings, "r43")
+    write_results([features, validate_output(output_rows(), settings)], settings, "r43")
+    docs = settings.state_dir / "runs" / "r43" / "data_docs"
+    assert len(list(docs.glob("validations/**/*.html"))) == 6
+    assert "pql.output.pqls" in (docs / "index.html").read_text(encoding="utf-8")
 
 
 def test_a_failed_check_raises_a_data_error_carrying_the_summary(settings: Settings) -> None:
