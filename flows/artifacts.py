@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -31,6 +32,13 @@ def _table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]:
     return lines
 
 
+def _link(path: str | None) -> str | None:
+    """A markdown link to a local file (the Data Docs index), its path as the text."""
+    if not path:
+        return None
+    return f"[{path}]({Path(path).resolve().as_uri()})"
+
+
 def _share(part: int, whole: int) -> str:
     return f"{100 * part / whole:.1f}%" if whole else MISSING
 
@@ -46,6 +54,7 @@ def _overview(summary: RunSummary) -> list[str]:
         ("run id", f"`{summary.run_id}`" if summary.run_id else "dry run: nothing written"),
         ("model", model),
         ("model report", f"`{summary.model_report}`" if summary.model_report else None),
+        ("data docs", _link(summary.data_docs)),
         ("accounts scored", f"{summary.accounts_scored:,}"),
         ("PQLs", f"{summary.pqls:,}"),
         ("new PQLs", f"{summary.new_pqls:,}"),

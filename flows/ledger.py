@@ -28,7 +28,7 @@ from sqlalchemy.engine import make_url
 from pql.config import Settings
 from pql.schema import OutputTables, create_tables
 from pql.scoring.writeback import SUCCEEDED, SUPERSEDED
-from pql.validation.results import ValidationFailed
+from pql.validation.results import ValidationFailed, data_docs_index
 
 RUNNING = "running"
 FAILED = "failed"
@@ -65,6 +65,15 @@ class RunRecord:
             "timings_json": json.dumps({name: round(seconds, 3) for name, seconds in self.timings.items()}),
             **values,
         }
+
+
+def data_docs_link(settings: Settings, record: RunRecord) -> str | None:
+    """Where the run's Great Expectations Data Docs are (`pql_runs.data_docs_path`): the index page its
+    validation wrote into the run folder, or None when it wrote none (a dry run, a run that failed first)."""
+    if record.dry_run:
+        return None
+    index = data_docs_index(settings, record.run_id)
+    return str(index) if index.is_file() else None
 
 
 def scrubbed(text: str, settings: Settings) -> str:
@@ -142,13 +151,15 @@ def open_run(engine: sa.Engine, tables: OutputTables, record: RunRecord) -> list
 def record_failure(
     engine: sa.Engine, tables: OutputTables, record: RunRecord, exc: BaseException, settings: Settings
 ) -> None:
-    """Mark the run `failed` with its error and, for a validation failure, the failing expectations."""
+    """Mark the run `failed` with its error and, for a validation failure, the failing expectations and
+    the link to the Data Docs showing them."""
     validation = exc.summary if isinstance(exc, ValidationFailed) else None
     values = record.row(
         status=FAILED,
         finished_at=utc_now(),
         error=failure_text(exc, settings),
         validation_json=None if validation is None else json.dumps(validation, sort_keys=True, default=str),
+        data_docs_path=data_docs_link(settings, record),
     )
     runs = tables.runs
     with fresh_transaction(engine) as conn:

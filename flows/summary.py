@@ -44,6 +44,7 @@ class RunSummary:
     monitoring: dict[str, Any] = field(default_factory=dict)
     ineligible: int = 0
     model_warnings: list[str] = field(default_factory=list)
+    data_docs: str | None = None  # the run's Great Expectations Data Docs (index.html), if written
 
 
 def model_report(model: ScoringModel, settings: Settings) -> str | None:
@@ -89,6 +90,7 @@ def run_summary(
     changes: pd.DataFrame | None = None,
     monitoring: dict[str, Any] | None = None,
     model_warnings: list[str] | None = None,
+    data_docs: str | None = None,
 ) -> RunSummary:
     """The summary of a run that produced `rows` (the output of `scoring.rows.pql_rows`).
 
@@ -122,4 +124,5 @@ def run_summary(
         changes=changes,
         ineligible=int(untiered.notna().sum()),
         model_warnings=list(model_warnings or []),
+        data_docs=data_docs,
     )

@@ -295,6 +295,7 @@ def write_scores(
             quarantined_rows=quarantined,
             validation_json=validation.summary(results),
             monitoring_json=monitoring,
+            data_docs_path=ledger.data_docs_link(dbs.settings, run),
             finished_at=ledger.utc_now(),
         )
         write_run_on(conn, dbs.output_tables, rows, record, update_current=update_current)
@@ -385,6 +386,7 @@ def publish_report(
         changes=changes,
         monitoring=monitoring,
         model_warnings=model.warnings,
+        data_docs=ledger.data_docs_link(settings, run),
     )
     publish_run_artifact(summary)
     return summary

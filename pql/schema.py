@@ -295,6 +295,7 @@ def output_tables(names: TablesConfig) -> OutputTables:
         sa.Column("validation_json", sa.Text),
         sa.Column("monitoring_json", sa.Text),
         sa.Column("error", sa.Text),
+        sa.Column("data_docs_path", sa.Text, info={ADDED_LATER: True}),  # the run's GX Data Docs index
     )
     quarantine = sa.Table(
         names.quarantine,

@@ -206,3 +206,49 @@ def test_output_tables_of_the_earlier_release_gain_the_rep_feedback_columns(any_
         engine.dispose()
     expected = [("kept", None, None, None, None), ("unfit", *feedback.values())]
     assert read == {"pql_scores": expected, "pql_score_history": expected}
+
+
+def test_a_run_ledger_of_the_earlier_release_gains_the_data_docs_column(any_db_url: str) -> None:
+    tables = output_tables(load_settings().tables)
+    earlier = sa.MetaData()
+    sa.Table(
+        tables.runs.name,
+        earlier,
+        *(
+            sa.Column(c.name, c.type, primary_key=c.primary_key)
+            for c in tables.runs.columns
+            if c.name != "data_docs_path"
+        ),
+    )
+    run = {
+        "run_id": "run-0",
+        "kind": "nightly",
+        "as_of": AS_OF,
+        "status": "succeeded",
+        "used_fallback": False,
+    }
+    engine = create_engine(any_db_url)
+    try:
+        earlier.create_all(engine)
+        with engine.begin() as conn:
+            conn.execute(sa.insert(earlier.tables[tables.runs.name]), [{**run, "started_at": AS_OF}])
+        create_tables(engine, tables)
+        with engine.begin() as conn:
+            conn.execute(
+                sa.insert(tables.runs),
+                [
+                    {
+                        **run,
+                        "run_id": "run-1",
+                        "started_at": AS_OF,
+                        "data_docs_path": "/runs/run-1/data_docs/index.html",
+                    }
+                ],
+            )
+        with engine.connect() as conn:
+            read = conn.execute(
+                sa.select(tables.runs.c.run_id, tables.runs.c.data_docs_path).order_by(tables.runs.c.run_id)
+            ).all()
+    finally:
+        engine.dispose()
+    assert read == [("run-0", None), ("run-1", "/runs/run-1/data_docs/index.html")]

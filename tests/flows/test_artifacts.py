@@ -89,6 +89,16 @@ def test_the_report_names_the_model_and_where_its_report_is(markdown: str) -> No
     assert "fallback" not in markdown
 
 
+def test_the_report_links_the_runs_data_docs() -> None:
+    index = "/srv/pql/.pql/runs/run-1/data_docs/index.html"
+    markdown = run_markdown(_summary(data_docs=index))
+    assert f"| data docs | [{index}](file://{index}) |" in markdown
+
+
+def test_a_run_without_data_docs_says_so() -> None:
+    assert "| data docs | – |" in run_markdown(_summary())
+
+
 def test_the_report_flags_a_fallback_model() -> None:
     assert "fallback: points baseline" in run_markdown(_summary(used_fallback=True, model_report=None))
 

@@ -89,6 +89,39 @@ def test_the_run_publishes_its_report_as_a_markdown_artifact(
     assert summary.top_pqls[0]["account_id"] in report
 
 
+@pytest.mark.slow
+@pytest.mark.usefixtures("prefect_api")
+def test_a_run_leaves_data_docs_with_a_page_per_validation(scored: tuple[World, RunSummary]) -> None:
+    world, summary = scored
+    docs = world.root / ".pql" / "runs" / str(summary.run_id) / "data_docs"
+    index = (docs / "index.html").read_text(encoding="utf-8")
+    pages = sorted(docs.glob("validations/**/*.html"))
+    stages = {page.relative_to(docs / "validations").parts[1] for page in pages}
+    assert stages == {"events", "plan_changes", "accounts", "crm", "features", "scores", "output"}
+    results = json.loads((docs.parent / "validation" / "scores.json").read_text(encoding="utf-8"))
+    assert len(pages) == sum(
+        len(json.loads(path.read_text(encoding="utf-8"))["results"])
+        for path in (docs.parent / "validation").glob("*.json")
+        if path.name != "summary.json"
+    )
+    assert len(results["results"]) == 5
+    assert all(page.relative_to(docs).as_posix() in index for page in pages)
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("prefect_api")
+def test_the_ledger_and_the_report_link_the_data_docs(
+    scored: tuple[World, RunSummary], report_of: Callable[[str, str], str]
+) -> None:
+    world, summary = scored
+    (run,) = world.table("runs").to_dict("records")
+    index = world.root / ".pql" / "runs" / str(summary.run_id) / "data_docs" / "index.html"
+    assert run["data_docs_path"] == summary.data_docs == str(index)
+    assert f"| data docs | [{index}]({index.resolve().as_uri()}) |" in report_of(
+        "nightly", str(summary.flow_run_id)
+    )
+
+
 def paid_accounts(world: World) -> set[str]:
     """The accounts whose latest plan change before the world's end is into a paid plan."""
     tables = source_tables(world.settings.tables)
@@ -133,6 +166,19 @@ def test_a_validation_failure_fails_the_run_and_leaves_the_crm_as_it_was(world: 
     (run,) = world.table("runs").query("status == 'failed'").to_dict("records")
     assert run["error"].startswith("ValidationFailed")
     assert "events.window_not_empty" in json.loads(run["validation_json"])["failed"]
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("prefect_api")
+def test_a_run_failing_validation_links_the_data_docs_showing_the_failure(world: World) -> None:
+    state = nightly(as_of=world.end + timedelta(days=40), config=world.config, return_state=True)
+    assert state.is_failed()
+    (run,) = world.table("runs").to_dict("records")
+    docs = Path(run["data_docs_path"]).parent
+    assert docs == world.root / ".pql" / "runs" / run["run_id"] / "data_docs"
+    (counts,) = docs.glob("validations/pql/events/counts/**/*.html")
+    assert "Unsuccessful Expectations" in counts.read_text(encoding="utf-8")
+    assert not list(docs.glob("validations/pql/features/**/*.html"))  # the run stopped before them
 
 
 @pytest.mark.slow
@@ -191,4 +237,5 @@ def test_a_dry_run_reports_the_changes_and_writes_nothing(world: World) -> None:
         assert not sa.inspect(engine).has_table("pql_runs")
     finally:
         engine.dispose()
+    assert summary.data_docs is None
     assert not (world.root / ".pql" / "runs").exists()
