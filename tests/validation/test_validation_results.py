@@ -193,3 +193,15 @@ def test_validation_prints_nothing_and_warns_nothing(
     out, err = capfd.readouterr()
     assert (out, err) == ("", "")
     assert [str(w.message) for w in caught] == []
+
+
+def test_writing_results_and_data_docs_prints_nothing_and_warns_nothing(
+    settings: Settings, capfd: pytest.CaptureFixture
+) -> None:
+    results = [broken_features(settings)]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        write_results(results, settings, "r44")
+    out, err = capfd.readouterr()
+    assert (out, err) == ("", "")
+    assert [str(w.message) for w in caught] == []
