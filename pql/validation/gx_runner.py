@@ -297,8 +297,8 @@ def _run_checkpoint(
     frame: pd.DataFrame, suite: BatchSuite, parameters: Mapping[str, Any]
 ) -> tuple[Any, dict[int, Any]]:
     """The Checkpoint's GX result on `frame`, and its expectation results by position in the suite."""
-    run, positions = checkpoint(suite)
-    with _LOCK:
+    with _LOCK:  # also while a Checkpoint is added: a run reads the stores it is added to
+        run, positions = checkpoint(suite)
         outcome = run.run(batch_parameters={"dataframe": frame}, expectation_parameters=dict(parameters))
         ((key, result),) = outcome.run_results.items()
         # Kept by the caller (and in the run folder): a long-lived process must not pile them up.
