@@ -141,7 +141,11 @@ def _batch_suite(document: Mapping[str, Any], where: str) -> BatchSuite:
     """One batch suite from its GX JSON, checked by GX itself."""
     pql = document["meta"]["pql"]
     notes = (document["meta"].get("notes") or {}).get("content") or []
-    specs = tuple(_spec(entry) for entry in document.get("expectations", []))
+    entries = document.get("expectations", [])
+    unnamed = [entry["type"] for entry in entries if "check" not in (entry.get("meta") or {})]
+    if unnamed:
+        raise ValueError(f"{where}: {', '.join(unnamed)} names no check (meta.check): which policy applies?")
+    specs = tuple(_spec(entry) for entry in entries)
     for spec in specs:
         try:
             _expectation(spec, {})

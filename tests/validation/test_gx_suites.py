@@ -82,3 +82,10 @@ def test_a_suite_holding_an_expectation_gx_does_not_know_is_refused() -> None:
     document["expectations"][0]["type"] = "expect_column_values_to_be_lovely"
     with pytest.raises(ValueError, match=r"stats\.json: expect_column_values_to_be_lovely"):
         _batch_suite(document, "stats.json")
+
+
+def test_an_expectation_naming_no_check_is_refused() -> None:
+    document = json.loads((EXPECTATIONS / "pql/accounts/stats.json").read_text(encoding="utf-8"))
+    del document["expectations"][1]["meta"]["check"]
+    with pytest.raises(ValueError, match=r"stats\.json: expect_column_values_to_be_between names no check"):
+        _batch_suite(document, "stats.json")
