@@ -10,8 +10,10 @@ process: the templates are compiled once.
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -57,18 +59,22 @@ class IndexPageView(DefaultJinjaIndexPageView):
         self.env.bytecode_cache = _BYTECODE
 
 
-def write_data_docs(folder: Path, runs: Sequence[tuple[BatchSuite, Any]], run_name: str) -> Path:
-    """Render Checkpoint results (`(suite, GX validation result)` pairs) as GX Data Docs in `folder`:
-    `index.html`, a page per validation and per suite. Pages already there are kept; the index is
-    rebuilt over all of `runs`. Returns the index's path."""
-    import great_expectations as gx
-    from great_expectations.core.run_identifier import RunIdentifier
-    from great_expectations.data_context.types.resource_identifiers import (
-        ExpectationSuiteIdentifier,
-        ValidationResultIdentifier,
-    )
+@dataclass
+class _Site:
+    """A docs context whose one site is a run's Data Docs folder, and what its stores already hold."""
 
-    pages = {"module_name": __name__, "class_name": "PageView"}
+    context: Any
+    suites: set[str] = field(default_factory=set)
+    results: set[str] = field(default_factory=set)
+
+
+@functools.lru_cache(maxsize=4)
+def _site(folder: Path) -> _Site:
+    """The docs context of `folder`, kept across a run's writes: each result is stored (serialized by
+    GX, half the cost of a write) once, not at every write."""
+    import great_expectations as gx
+
+    views = {"module_name": __name__, "class_name": "PageView"}
     site = {
         "class_name": "SiteBuilder",
         "show_how_to_buttons": False,
@@ -78,27 +84,42 @@ def write_data_docs(folder: Path, runs: Sequence[tuple[BatchSuite, Any]], run_na
             "view": {"module_name": __name__, "class_name": "IndexPageView"},
         },
         "site_section_builders": {
-            "expectations": {"view": pages},
-            "validations": {"view": pages},
+            "expectations": {"view": views},
+            "validations": {"view": views},
             "profiling": "None",  # pql profiles nothing: no section to look for
         },
     }
+    return _Site(gx.get_context(mode="ephemeral", project_config=quiet_config(pql=site)))
+
+
+def write_data_docs(folder: Path, runs: Sequence[tuple[BatchSuite, Any]], run_name: str) -> Path:
+    """Render Checkpoint results (`(suite, GX validation result)` pairs) as GX Data Docs in `folder`:
+    `index.html`, a page per validation and per suite. Pages already there are kept; the index is
+    rebuilt over all of `runs`. Returns the index's path."""
+    from great_expectations.core.run_identifier import RunIdentifier
+    from great_expectations.data_context.types.resource_identifiers import (
+        ExpectationSuiteIdentifier,
+        ValidationResultIdentifier,
+    )
+
     with _DOCS_LOCK:
-        context = gx.get_context(mode="ephemeral", project_config=quiet_config(pql=site))
-        added: set[str] = set()
+        site = _site(folder)
         new: list[Any] = []
         for suite, result in runs:
             suite_key = ExpectationSuiteIdentifier(name=suite.suite_name)
-            if suite.suite_name not in added:
-                context.suites.add(suite.gx_suite())
-                added.add(suite.suite_name)
+            if suite.suite_name not in site.suites:
+                site.context.suites.add(suite.gx_suite())
+                site.suites.add(suite.suite_name)
             run_id = RunIdentifier(run_name=run_name, run_time=result.meta["run_id"].run_time)
             result.meta["run_id"] = run_id  # the pages show the pql run, not GX's anonymous one
             key = ValidationResultIdentifier(suite_key, run_id, result.batch_id)
-            context.validation_results_store.set(key, result)
+            if key.to_fixed_length_tuple() in site.results:
+                continue
+            site.context.validation_results_store.set(key, result)
+            site.results.add(key.to_fixed_length_tuple())
             page = folder.joinpath("validations", *key.to_tuple()[:-1], f"{key.to_tuple()[-1]}.html")
             if not page.is_file():
                 new += [key, suite_key]
         if new or not (folder / "index.html").is_file():
-            context.build_data_docs(site_names=["pql"], resource_identifiers=new or None)
+            site.context.build_data_docs(site_names=["pql"], resource_identifiers=new or None)
     return folder / "index.html"
