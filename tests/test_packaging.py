@@ -191,9 +191,11 @@ def test_the_wheel_holds_every_file_of_the_package(wheel: Path) -> None:
     assert {
         "pql/features/builder.py",
         "pql/flows/nightly.py",
-        "pql/validation/suites/events.json",
+        "pql/validation/expectations/pql/events/counts.json",
     } <= expected
-    assert any(name.startswith("pql/validation/suites/") and name.endswith(".json") for name in expected)
+    assert any(
+        name.startswith("pql/validation/expectations/pql/") and name.endswith(".json") for name in expected
+    )
     assert expected - names == set()
 
 
