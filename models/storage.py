@@ -12,6 +12,7 @@ done, and each filesystem gives that its own way:
 
 from __future__ import annotations
 
+import os
 import posixpath
 import uuid
 from dataclasses import dataclass
@@ -107,7 +108,8 @@ class RegistryStorage:
         temporary = self._path(posixpath.dirname(name), f".{posixpath.basename(name)}.{uuid.uuid4().hex}.tmp")
         try:
             self.fs.pipe_file(temporary, data)
-            self.fs.mv(temporary, target)
+            # os.replace, not fs.mv: a rename over the old file is the atomic step, spelt out.
+            os.replace(temporary, target)
         finally:
             if self.fs.exists(temporary):
                 self.fs.rm(temporary)
@@ -126,7 +128,7 @@ class RegistryStorage:
         self.fs.makedirs(staging)
         for file_name, data in files.items():
             self.fs.pipe_file(posixpath.join(staging, file_name), data)
-        self.fs.mv(staging, self._path(name))
+        os.replace(staging, self._path(name))
 
 
 def open_registry(location: RegistryLocation | RegistryStorage) -> RegistryStorage:
