@@ -277,10 +277,10 @@ def list_versions(root: Registry, key: bytes | None = None) -> list[dict[str, An
     """Every complete version, oldest first, with the fields worth a glance (the signature checked
     under `key`)."""
     store = open_registry(root)
-    names = [name for name in store.folders() if _VERSION_NAME.match(name)]
-    if not names:
+    if not store.is_dir():
         return []
     champion = champion_version(store)
+    names = [name for name in store.folders() if _VERSION_NAME.match(name)]
     rows = []
     for name in (name for name in names if store.is_file(name, METADATA_FILE)):
         meta = read_metadata(store, name)

@@ -60,7 +60,7 @@ def registry_location_problem(location: str) -> str | None:
         return f"unknown fsspec protocol {protocol}:// (use a local path, file://, memory://, s3://, gs://)"
     except ImportError:
         package = known_implementations[protocol]["class"].split(".", 1)[0]
-        return f"a {protocol}:// registry needs the {package} package: pip install {package}"
+        return f"the {protocol}:// filesystem needs the {package} package: pip install {package}"
     return None
 
 
