@@ -4,7 +4,7 @@ Two demo worlds (`pql.demo.world.write_demo_world`) with the same accounts and d
 history, so that events grow tenfold while accounts stay put. Each world is written to DuckDB and
 copied to PostgreSQL. For one `as_of` (the end of the world) the benchmark times:
 
-- the builder (`features.builder.build_features`) on DuckDB and on PostgreSQL;
+- the builder (`pql.features.builder.build_features`) on DuckDB and on PostgreSQL;
 - a straightforward pandas baseline on the same DuckDB file: read the events table into pandas
   (DuckDB's fast Arrow path, the most favourable reading there is), filter to before `as_of`, group by
   account for the event-derived features (window counts, active days, active users, event types, key

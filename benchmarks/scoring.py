@@ -3,7 +3,7 @@
 The features are given (a synthetic frame with the catalog's columns and realistic shapes: heavy-tailed
 activity, mostly-zero key events, missing firmographics); the model is the project's real pipeline
 (`models.pipeline.model_pipeline`, sigmoid-calibrated like `models.calibration`) trained on a sample,
-wrapped in the real `models.registry.LoadedModel`. Scoring runs the same functions as a nightly run:
+wrapped in the real `pql.models.registry.LoadedModel`. Scoring runs the same functions as a nightly run:
 `score_frame`, `reasons_frame` (one prediction per reason group over all rows) and the PQL rules.
 Writes go through `write_run` (one transaction: replace pql_scores, history, ledger row).
 

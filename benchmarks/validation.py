@@ -8,7 +8,7 @@ two ways:
    feature build, features gate, model, CRM reads, scoring with reasons and rules, scores and output
    gates, results files, write-back). The first pass warms the database file and the libraries; the
    figures are the median of the passes after it. The imports a run pays once per process are timed
-   in fresh interpreters: the pipeline's own (`import flows.nightly`) and, on top of them, Great
+   in fresh interpreters: the pipeline's own (`import pql.flows.nightly`) and, on top of them, Great
    Expectations' import and context.
 2. Flow: the real nightly, `pql score`, in a fresh process on the same world: its wall time, and the
    time of its validate-* steps from the run ledger (`pql_runs.timings_json`). The command loads Great
@@ -174,10 +174,10 @@ def seconds_in_fresh_interpreter(code: str, repeat: int = 3) -> float:
 def import_costs() -> tuple[float, float]:
     """(the pipeline's imports, Great Expectations' import + context on top of them), in seconds."""
     pipeline = seconds_in_fresh_interpreter(
-        "import time; t = time.perf_counter(); import flows.nightly; print(time.perf_counter() - t)"
+        "import time; t = time.perf_counter(); import pql.flows.nightly; print(time.perf_counter() - t)"
     )
     gx = seconds_in_fresh_interpreter(
-        "import time, flows.nightly; t = time.perf_counter(); "
+        "import time, pql.flows.nightly; t = time.perf_counter(); "
         "from pql.validation.gx_runner import _batch_definition; _batch_definition(); "
         "print(time.perf_counter() - t)"
     )

@@ -1,7 +1,7 @@
 """The feature reference (`docs/features.md`), rendered from the catalog so it cannot drift from the code.
 
-python -m features.reference          # rewrite docs/features.md for the built-in default settings
-python -m features.reference --check  # exit 1 when docs/features.md is out of date
+python -m pql.features.reference          # rewrite docs/features.md for the built-in default settings
+python -m pql.features.reference --check  # exit 1 when docs/features.md is out of date
 """
 
 from __future__ import annotations
@@ -46,10 +46,10 @@ def render_reference(settings: Settings) -> str:
     lines = [
         "# Feature reference",
         "",
-        "<!-- Generated from features/catalog.py by `python -m features.reference`; do not edit. -->",
+        "<!-- Generated from features/catalog.py by `python -m pql.features.reference`; do not edit. -->",
         "",
         "One row per account and snapshot `as_of` (every account created before `as_of`), built in the "
-        "database by one SQL statement for any number of snapshots (`features.builder.build_features`). "
+        "database by one SQL statement for any number of snapshots (`pql.features.builder.build_features`). "
         f"Key events in this reference (setting `key_events`): {keys}.",
         "",
         "## Conventions",
@@ -77,14 +77,18 @@ def render_reference(settings: Settings) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m features.reference", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m pql.features.reference", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--check", action="store_true", help="fail when the reference is out of date")
     args = parser.parse_args(argv)
     text = render_reference(default_settings())
     if args.check:
         current = REFERENCE_PATH.read_text(encoding="utf-8") if REFERENCE_PATH.exists() else ""
         if current != text:
-            print(f"{REFERENCE_PATH} is out of date: run `python -m features.reference`.", file=sys.stderr)
+            print(
+                f"{REFERENCE_PATH} is out of date: run `python -m pql.features.reference`.", file=sys.stderr
+            )
             return 1
         return 0
     REFERENCE_PATH.write_text(text, encoding="utf-8")

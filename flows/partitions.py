@@ -8,6 +8,9 @@ predicted by a task on Dask, and the results are put back in row order. Everythi
 whole population (tiers, grades, peer comparisons in reasons, the PQL rules) runs once, on all
 accounts, exactly as in a sequential run, so a partitioned run returns exactly what a sequential one
 returns.
+
+Dask is the optional `dask` extra: it is imported only when a run fans out, so the flows import and a
+run with `flows.partitions = 1` works without it.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -24,13 +28,20 @@ from prefect.context import FlowRunContext
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect.task_runners import TaskRunner
 from prefect.utilities.annotations import unmapped
-from prefect_dask import DaskTaskRunner
 
-from pql.config import Settings
+from pql.config import ConfigError, Settings
 from pql.flows.retries import task_options
 from pql.scoring.model_protocol import ScoringModel
 
+if TYPE_CHECKING:
+    from prefect_dask import DaskTaskRunner
+
 LOCAL_WORKERS = 4
+DASK_EXTRA = "pip install 'pql-pipeline[dask]'"
+
+
+class DaskNotInstalled(ConfigError):
+    """The settings fan scoring out on Dask, and the `dask` extra is not installed."""
 
 
 def partition_numbers(account_ids: pd.Series, partitions: int) -> np.ndarray:
@@ -117,6 +128,18 @@ class PartitionedModel:
 
 def dask_runner(settings: Settings) -> DaskTaskRunner:
     """The Dask task runner: the cluster at `flows.dask_address`, else a local cluster for this run."""
+    try:  # here, not at the top: Dask is an optional extra that only a fanned-out run needs
+        from prefect_dask import DaskTaskRunner
+    except ImportError as exc:
+        where = (
+            f"on the Dask cluster at flows.dask_address ({settings.flows.dask_address})"
+            if settings.flows.dask_address
+            else "on a local Dask cluster"
+        )
+        raise DaskNotInstalled(
+            f"flows.partitions = {settings.flows.partitions} fans scoring out {where}, but Dask is not "
+            f"installed ({exc.name or 'prefect_dask'} is missing): {DASK_EXTRA}, or set flows.partitions = 1."
+        ) from exc
     if settings.flows.dask_address:
         return DaskTaskRunner(address=settings.flows.dask_address)
     return DaskTaskRunner(

@@ -44,6 +44,7 @@ import pandas as pd
 from pql.config import Settings
 from pql.db import DataError
 from pql.features.catalog import feature_specs
+from pql.models.artifact_names import earlier_module_names
 from pql.models.encoded import EncodedModel, encoded_model
 from pql.models.points import DEFAULT_BASE_RATE, fit_points
 from pql.models.registry_lock import registry_lock
@@ -453,7 +454,8 @@ class LoadedModel:
 def load_model(root: Registry, version: str, settings: Settings) -> LoadedModel:
     """Verify, then unpickle, one version."""
     meta, model_bytes = _verified(root, version, settings)
-    artifact = joblib.load(io.BytesIO(model_bytes))
+    with earlier_module_names():
+        artifact = joblib.load(io.BytesIO(model_bytes))
     return LoadedModel(
         version=version,
         metadata=meta,

@@ -189,6 +189,58 @@ class CrmAccountsTable(_Strict):
     columns: CrmAccountsColumns = CrmAccountsColumns()
 
 
+class CrmActivitiesColumns(_Strict):
+    activity_id: Identifier = "activity_id"
+    account_id: Identifier = "account_id"
+    owner: Identifier = "owner"
+    occurred_at: Identifier = "occurred_at"
+    activity_type: Identifier = "activity_type"
+    outcome: Identifier = "outcome"
+
+
+class CrmActivitiesTable(_Strict):
+    """Optional, owned by sales: one row per sales activity (email, call, meeting, task, …)."""
+
+    name: Identifier = "crm_activities"
+    columns: CrmActivitiesColumns = CrmActivitiesColumns()
+
+
+class OpportunitiesColumns(_Strict):
+    opportunity_id: Identifier = "opportunity_id"
+    account_id: Identifier = "account_id"
+    created_at: Identifier = "created_at"
+    stage: Identifier = "stage"
+    amount: Identifier = "amount"
+    closed_at: Identifier = "closed_at"
+    is_won: Identifier = "is_won"
+
+
+class OpportunitiesTable(_Strict):
+    """Optional, owned by sales: one row per opportunity."""
+
+    name: Identifier = "opportunities"
+    columns: OpportunitiesColumns = OpportunitiesColumns()
+
+
+class PqlFeedbackColumns(_Strict):
+    account_id: Identifier = "account_id"
+    owner: Identifier = "owner"
+    decided_at: Identifier = "decided_at"
+    decision: Identifier = "decision"
+    reason: Identifier = "reason"
+
+
+class PqlFeedbackTable(_Strict):
+    """Optional, owned by sales: one row per rep decision on a PQL (accepted, disqualified, done)."""
+
+    name: Identifier = "pql_feedback"
+    columns: PqlFeedbackColumns = PqlFeedbackColumns()
+
+
+# A rep's decisions on a PQL, as `pql_feedback.decision` holds them.
+FEEDBACK_DECISIONS = ("accepted", "disqualified", "done")
+
+
 class TablesConfig(_Strict):
     """Physical names of the contract tables (source side) and of the pipeline's own tables."""
 
@@ -198,6 +250,9 @@ class TablesConfig(_Strict):
     plan_changes: PlanChangesTable = PlanChangesTable()
     crm_accounts: CrmAccountsTable = CrmAccountsTable()
     account_attributes: AccountAttributesTable = AccountAttributesTable()
+    crm_activities: CrmActivitiesTable = CrmActivitiesTable()
+    opportunities: OpportunitiesTable = OpportunitiesTable()
+    pql_feedback: PqlFeedbackTable = PqlFeedbackTable()
     pql_scores: Identifier = "pql_scores"
     pql_score_history: Identifier = "pql_score_history"
     pql_runs: Identifier = "pql_runs"

@@ -44,11 +44,20 @@ class SourceTables:
     crm_accounts: sa.Table
     # Optional (`pql init` creates it empty): read only when attributes from it are configured.
     account_attributes: sa.Table
+    # Optional, owned by sales (`pql init` creates them empty): read only when they hold rows (`in_use`).
+    crm_activities: sa.Table
+    opportunities: sa.Table
+    pql_feedback: sa.Table
 
     @property
     def all(self) -> list[sa.Table]:
         """The required contract tables."""
         return [self.accounts, self.users, self.events, self.plan_changes, self.crm_accounts]
+
+    @property
+    def sales(self) -> list[sa.Table]:
+        """The optional sales-owned tables: activities, opportunities, rep feedback."""
+        return [self.crm_activities, self.opportunities, self.pql_feedback]
 
     @property
     def attribute_columns(self) -> list[sa.Column]:
@@ -142,13 +151,64 @@ def source_tables(names: TablesConfig) -> SourceTables:
         _col(t.value, "value", sa.Text),
         _col(t.valid_from, "valid_from", TIMESTAMP, nullable=False),
     )
+    t = names.crm_activities.columns
+    crm_activities = sa.Table(
+        names.crm_activities.name,
+        md,
+        _col(t.activity_id, "activity_id", ID, primary_key=True),
+        _col(t.account_id, "account_id", ID, nullable=False),
+        _col(t.owner, "owner", sa.Text),
+        _col(t.occurred_at, "occurred_at", TIMESTAMP, nullable=False),
+        _col(t.activity_type, "activity_type", sa.Text),
+        _col(t.outcome, "outcome", sa.Text),
+    )
+    t = names.opportunities.columns
+    opportunities = sa.Table(
+        names.opportunities.name,
+        md,
+        _col(t.opportunity_id, "opportunity_id", ID, primary_key=True),
+        _col(t.account_id, "account_id", ID, nullable=False),
+        _col(t.created_at, "created_at", TIMESTAMP, nullable=False),
+        _col(t.stage, "stage", sa.Text),
+        _col(t.amount, "amount", sa.Float),
+        _col(t.closed_at, "closed_at", TIMESTAMP),
+        _col(t.is_won, "is_won", sa.Boolean),
+    )
+    t = names.pql_feedback.columns
+    pql_feedback = sa.Table(
+        names.pql_feedback.name,
+        md,
+        _col(t.account_id, "account_id", ID, nullable=False),
+        _col(t.owner, "owner", sa.Text),
+        _col(t.decided_at, "decided_at", TIMESTAMP, nullable=False),
+        _col(t.decision, "decision", sa.Text, nullable=False),
+        _col(t.reason, "reason", sa.Text),
+    )
     # Row-store engines need these for the as_of-bounded scans; DuckDB prunes by zone maps instead,
     # and its ART indexes would only slow bulk loads down.
-    for table, time_column in ((events, events.c.occurred_at), (plan_changes, plan_changes.c.changed_at)):
+    timed = (
+        (events, events.c.occurred_at),
+        (plan_changes, plan_changes.c.changed_at),
+        (crm_activities, crm_activities.c.occurred_at),
+        (opportunities, opportunities.c.created_at),
+        (pql_feedback, pql_feedback.c.decided_at),
+    )
+    for table, time_column in timed:
         sa.Index(f"ix_{table.name}_account_time", table.c.account_id, time_column).ddl_if(
             dialect=("postgresql", "sqlite")
         )
-    return SourceTables(md, accounts, users, events, plan_changes, crm_accounts, account_attributes)
+    return SourceTables(
+        md,
+        accounts,
+        users,
+        events,
+        plan_changes,
+        crm_accounts,
+        account_attributes,
+        crm_activities,
+        opportunities,
+        pql_feedback,
+    )
 
 
 def output_tables(names: TablesConfig) -> OutputTables:
@@ -310,3 +370,12 @@ def create_tables(engine: sa.Engine, tables: SourceTables | OutputTables) -> Non
     (`upgrade_tables`); nothing else about an existing table is changed."""
     tables.metadata.create_all(engine, checkfirst=True)
     upgrade_tables(engine, tables)
+
+
+def in_use(engine: sa.Engine, table: sa.Table) -> bool:
+    """Whether an optional table is there to read: it exists and holds at least one row. An empty
+    table (as `pql init` leaves it) counts as absent, so everything works the same without it."""
+    with engine.connect() as conn:
+        if not sa.inspect(conn).has_table(table.name):
+            return False
+        return conn.execute(sa.select(sa.literal(1)).select_from(table).limit(1)).first() is not None

@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 from released_together import released_together
 from typer.testing import CliRunner
 
-import pql.loading
+import pql.loading.staging
 from pql.commands import load as load_command
 from pql.config import Settings, load_settings
 from pql.db import DataError, create_engine
@@ -937,7 +937,7 @@ def test_a_failure_while_staging_chunks_leaves_every_table_as_it_was(
     loaded_before: list[pd.DataFrame],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    real_bulk_insert, writes = pql.loading.bulk_insert, []
+    real_bulk_insert, writes = pql.loading.staging.bulk_insert, []
 
     def failing_on_the_third_chunk(conn: sa.Connection, table: sa.Table, frame: pd.DataFrame) -> int:
         writes.append(table.name)
@@ -945,7 +945,7 @@ def test_a_failure_while_staging_chunks_leaves_every_table_as_it_was(
             raise RuntimeError("injected failure")
         return real_bulk_insert(conn, table, frame)
 
-    monkeypatch.setattr(pql.loading, "bulk_insert", failing_on_the_third_chunk)
+    monkeypatch.setattr(pql.loading.staging, "bulk_insert", failing_on_the_third_chunk)
     with pytest.raises(RuntimeError, match="injected failure"):
         load(engine, settings, "events", write_csv(tmp_path / "after.csv", FAILING_FILE_ROWS), chunk_rows=2)
     for table, rows_before in zip(loaded_tables(settings), loaded_before, strict=True):

@@ -10,7 +10,7 @@ from earlier_schema import AS_OF, create_earlier_tables
 from pql.bulk import bulk_insert
 from pql.config import load_settings
 from pql.db import create_engine, redacted
-from pql.schema import create_tables, output_tables, source_tables, stored_columns
+from pql.schema import create_tables, in_use, output_tables, source_tables, stored_columns
 
 
 def test_all_tables_are_created_and_creation_is_repeatable(any_db_url: str) -> None:
@@ -136,3 +136,18 @@ def test_an_upgrade_adds_only_the_columns_added_later(duckdb_url: str) -> None:
     finally:
         engine.dispose()
     assert columns is not None and "play" in columns and "playbook" not in columns
+
+
+def test_an_optional_sales_table_is_in_use_only_when_it_exists_and_holds_rows(any_db_url: str) -> None:
+    engine = create_engine(any_db_url)
+    tables = source_tables(load_settings(None).tables)
+    activities = tables.crm_activities
+    assert not in_use(engine, activities)
+    create_tables(engine, tables)
+    assert not in_use(engine, activities)
+    row = {"activity_id": "a1", "account_id": "acc_1", "occurred_at": AS_OF, "activity_type": "call"}
+    with engine.begin() as conn:
+        conn.execute(activities.insert(), [row])
+    assert in_use(engine, activities)
+    assert not in_use(engine, tables.opportunities)
+    engine.dispose()

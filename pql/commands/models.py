@@ -11,9 +11,9 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from pql.api import Project
 from pql.commands import cli_errors, console, errors, instant_option, require_database_files, settings_of
 from pql.config import Settings
-from pql.db import databases
 
 if TYPE_CHECKING:
     from pql.models.training import TrainOutcome
@@ -159,13 +159,11 @@ def register(app: typer.Typer) -> None:
         ] = None,
     ) -> None:
         """Build the training set, backtest the model against baselines, register it, promote if better."""
-        from pql.models.training import train_and_register
-
         settings = settings_of(ctx)
         end_at = instant_option(end, "--end", settings)
         require_database_files(settings.source_database_url)
-        with databases(settings) as dbs:
-            outcome = train_and_register(dbs.source, dbs.source_tables, settings, end_at)
+        with Project(settings) as project:
+            outcome = project.train(end_at)
         for line in outcome_lines(outcome):
             console.print(line, highlight=False)
         warn_if_unsigned(settings)

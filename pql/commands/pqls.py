@@ -5,15 +5,12 @@ from __future__ import annotations
 from typing import Annotated
 
 import pandas as pd
-import sqlalchemy as sa
 import typer
 from rich.markup import escape
 from rich.table import Table
 
+from pql.api import Project
 from pql.commands import cli_errors, console, settings_of
-from pql.db import databases
-from pql.scoring.crm import account_names
-from pql.scoring.writeback import pql_list
 
 
 def _offer(row: object) -> str:
@@ -63,15 +60,9 @@ def register(app: typer.Typer) -> None:
         top: Annotated[int, typer.Option("--top", min=1, help="Show at most this many, best first.")] = 25,
     ) -> None:
         """Print the current PQL list with score, tier, grade, playbook, trial days left and reasons."""
-        settings = settings_of(ctx)
-        with databases(settings) as dbs:
-            listed = pql_list(dbs.crm, dbs.output_tables, owner=owner, top=top)
-            has_accounts = sa.inspect(dbs.source).has_table(dbs.source_tables.accounts.name)
-            names = (
-                account_names(dbs.source, dbs.source_tables, listed["account_id"])
-                if has_accounts and not listed.empty
-                else {}
-            )
+        with Project(settings_of(ctx)) as project:
+            listed = project.pqls(owner=owner, top=top)
+        names = dict(zip(listed["account_id"], listed["name"].fillna(""), strict=True))
         whose = f" routed to {owner}" if owner else ""
         if listed.empty:
             console.print(f"No PQLs{whose} right now.")

@@ -50,7 +50,7 @@ print("\\n".join(off_main))
 """
 # Stacks that must never be imported by a second thread while the main one imports others. (Prefect's
 # own event-loop thread imports a few anyio submodules lazily; those import nothing of these.)
-RUN_STACK_PACKAGES = ("sqlalchemy", "great_expectations", "prefect", "pql", "flows", "pandas", "numpy")
+RUN_STACK_PACKAGES = ("sqlalchemy", "great_expectations", "prefect", "pql", "pandas", "numpy")
 
 
 def _environment(tmp_path: Path, **extra: str) -> dict[str, str]:

@@ -32,7 +32,7 @@ def loose(tables: SourceTables) -> SourceTables:
     md = sa.MetaData()
     copies = [
         sa.Table(table.name, md, *[sa.Column(c.name, c.type, key=c.key) for c in table.columns])
-        for table in [*tables.all, tables.account_attributes]
+        for table in [*tables.all, tables.account_attributes, *tables.sales]
     ]
     return SourceTables(md, *copies)
 
