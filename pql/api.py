@@ -39,6 +39,7 @@ import tomli_w
 from pql.clock import start_of_day, to_utc_naive, today_in
 from pql.config import SECRET_URL_SCHEME, URL_KEYS, Settings, config_path, load_settings
 from pql.db import Databases, DataError, redacted
+from pql.progress import Progress
 from pql.schema import OutputTables, SourceTables, readable_columns
 
 if TYPE_CHECKING:
@@ -251,15 +252,17 @@ class Project:
 
         return training_set(self.source, self.source_tables, self.settings, self._optional(end))
 
-    def train(self, end: Moment | None = None) -> TrainOutcome:
+    def train(self, end: Moment | None = None, *, progress: Progress | None = None) -> TrainOutcome:
         """Train, backtest against baselines, register, promote if better: `pql train`, under the
         registry lock the retrain flow takes. Too little data raises `TooLittleDataError` (its
-        `outcome` is the points baseline it registered)."""
+        `outcome` is the points baseline it registered). `progress` is told each training step."""
         from pql.models.training import train_and_register
 
         window_end = self._optional(end)
         with registry_lock(self.settings, holder=f"pql train (process {os.getpid()})"):
-            return train_and_register(self.source, self.source_tables, self.settings, window_end)
+            return train_and_register(
+                self.source, self.source_tables, self.settings, window_end, progress=progress
+            )
 
     # --- scoring ---------------------------------------------------------------------------------
 
