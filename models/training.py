@@ -27,6 +27,7 @@ from sklearn.pipeline import Pipeline
 from pql.config import Settings
 from pql.db import DataError
 from pql.features.catalog import feature_specs, model_columns
+from pql.features.labels import converters_by_path
 from pql.features.training import data_end, training_set
 from pql.models.backtest import TimeSplit, out_of_time_split, rolling_origin_splits
 from pql.models.baselines import BASELINE_NAMES, fit_baselines
@@ -200,6 +201,7 @@ def _window(frame: pd.DataFrame, settings: Settings, window_end: datetime) -> di
         "conversions": conversions,
         "converting_accounts": converting,
         "base_rate": conversions / rows if rows else None,
+        "paths": converters_by_path(frame),
     }
 
 

@@ -92,7 +92,7 @@ def metrics_table(metrics: dict[str, Any]) -> Table:
 
 
 def _show(meta: dict[str, Any], is_champion: bool, folder: str, signature: str) -> None:
-    from pql.models.report import left_out_lines, verdict_sentences
+    from pql.models.report import left_out_lines, path_rows, verdict_sentences
 
     training = meta.get("training", {})
     dates = training.get("as_of_dates", [])
@@ -103,6 +103,7 @@ def _show(meta: dict[str, Any], is_champion: bool, folder: str, signature: str) 
         ("data end", training.get("data_end")),
         ("snapshots", f"{len(dates)} ({dates[0][:10]} … {dates[-1][:10]})" if dates else "none"),
         ("horizon", f"{training.get('horizon_days')} days"),
+        ("label", training.get("label") or "converted_to_paid"),
         (
             "rows",
             f"{training.get('rows')} ({training.get('conversions')} positive rows from "
@@ -115,6 +116,13 @@ def _show(meta: dict[str, Any], is_champion: bool, folder: str, signature: str) 
         console.print(f"  {label:<10} {value}", highlight=False)
     if meta.get("reason"):
         console.print(f"  {'refused':<10} {meta['reason']}", highlight=False)
+    paths = path_rows(meta)
+    if paths:
+        console.print(
+            f"  {'paths':<10} converting accounts: self-serve only / opportunity only / both", highlight=False
+        )
+        for label, (converting, *split) in paths:
+            console.print(f"    {label:<28} {converting:>6}: {' / '.join(split)}", highlight=False)
     left_out = left_out_lines(meta)
     if left_out:
         console.print(f"  {'left out':<10} {len(left_out)} feature(s) not in the model:", highlight=False)

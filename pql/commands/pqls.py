@@ -25,8 +25,22 @@ def _offer(row: object) -> str:
     return "\n".join(line for line in lines if line)
 
 
+def _why(row: object) -> str:
+    """The reasons, then what to say (reasons and talking points are data: escaped, never markup)."""
+    lines = [] if pd.isna(row.reasons_text) else [escape(str(row.reasons_text))]
+    if not pd.isna(row.talking_point):
+        lines.append(f"[bold]say:[/] {escape(str(row.talking_point))}")
+    return "\n".join(line for line in lines if line)
+
+
+def _accepted(row: object) -> bool:
+    """Whether sales accepted the PQL (False when the list predates the column)."""
+    accepted = getattr(row, "is_sales_accepted", None)
+    return bool(pd.notna(accepted) and accepted)
+
+
 def pql_table(pqls: pd.DataFrame, names: dict[str, str], *, show_routing: bool) -> Table:
-    """The list as a rich table: who to call, how hot, what to offer, and why."""
+    """The list as a rich table: who to call, how hot, what to offer, why, and what to say."""
     table = Table(show_lines=True, expand=True)
     table.add_column("#", justify="right", no_wrap=True)
     table.add_column("account", no_wrap=True)
@@ -38,6 +52,8 @@ def pql_table(pqls: pd.DataFrame, names: dict[str, str], *, show_routing: bool) 
         account = [escape(names.get(row.account_id, "")), f"[dim]{escape(str(row.account_id))}[/]"]
         if show_routing:
             account.append(f"-> {escape(str(row.routed_to))}")
+        if _accepted(row):
+            account.append("[green]✓ accepted by sales[/]")
         tier = "" if pd.isna(row.tier) else str(row.tier).replace("_", " ")
         grade = "" if pd.isna(row.grade) else f" · grade {row.grade}"
         fit = "" if pd.isna(row.fit_score) else f"\nfit {row.fit_score:.0f}"
@@ -46,7 +62,7 @@ def pql_table(pqls: pd.DataFrame, names: dict[str, str], *, show_routing: bool) 
             "\n".join(line for line in account if line),
             f"[bold]{row.score:.1f}[/]\n{tier}{grade}{fit}",
             _offer(row),
-            "" if pd.isna(row.reasons_text) else escape(str(row.reasons_text)),
+            _why(row),
         )
     return table
 
@@ -75,6 +91,7 @@ def pql_document(pqls: pd.DataFrame, *, owner: str | None, top: int) -> dict[str
                 "playbook": _text(row.playbook),
                 "trial_days_left": row.trial_days_left,
                 "first_pql_at": row.first_pql_at,
+                "is_sales_accepted": _accepted(row),
                 "reasons": (_text(row.reasons_text) or "").splitlines(),
                 "reasons_detail": json.loads(detail) if detail else None,
                 "model_version": row.model_version,
@@ -96,7 +113,8 @@ def register(app: typer.Typer) -> None:
         top: Annotated[int, typer.Option("--top", min=1, help="Show at most this many, best first.")] = 25,
         as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
     ) -> None:
-        """Print the current PQL list with score, tier, grade, playbook, trial days left and reasons."""
+        """Print the current PQL list with score, tier, grade, playbook, trial days left, reasons and
+        what to say."""
         with Project(settings_of(ctx)) as project:
             listed = project.pqls(owner=owner, top=top)
         if as_json:
