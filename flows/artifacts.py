@@ -11,6 +11,7 @@ from prefect.artifacts import create_markdown_artifact
 
 from pql.flows.summary import RunSummary
 from pql.models.registry import REPORT_FILE
+from pql.models.storage import existing_file
 from pql.models.training import TrainOutcome
 from pql.scoring.diff import change_counts
 
@@ -137,7 +138,7 @@ def run_markdown(summary: RunSummary) -> str:
 def training_markdown(outcome: TrainOutcome) -> str:
     """The retrain run's report: the version registered, whether it became champion and why, its
     holdout metrics against the baselines, and where its full report is."""
-    report = outcome.path / REPORT_FILE
+    report = existing_file(outcome.path, REPORT_FILE)
     lines = ["# pql retrain run", ""]
     lines += _table(
         ("", ""),
@@ -145,7 +146,7 @@ def training_markdown(outcome: TrainOutcome) -> str:
             ("version", f"`{outcome.version}`"),
             ("status", outcome.status),
             ("champion", ("yes: " if outcome.promoted else "no, kept as challenger: ") + outcome.reason),
-            ("model report", f"`{report}`" if report.is_file() else None),
+            ("model report", None if report is None else f"`{report}`"),
         ),
     )
     scalar = {key: value for key, value in outcome.metrics.items() if isinstance(value, int | float)}

@@ -1,4 +1,4 @@
-"""The locks that keep two runs writing to the same CRM (or model registry) from interleaving.
+"""The lock that keeps two runs writing to the same CRM from interleaving.
 
 PostgreSQL: a session-level advisory lock held on a dedicated connection for the whole run; the
 server releases it if the process dies, and also if the server restarts or the connection drops while
@@ -12,15 +12,16 @@ database: the same kind of file lock in the state directory, which guards runs s
 
 The lock lives in the CRM database rather than in the orchestrator, so it holds whichever way a run
 starts: `pql score`, a served deployment, a worker, or two Prefect servers pointed at one CRM.
+
+The model registry's lock is the models layer's own (`pql.models.registry_lock`), taken where the
+registry is written.
 """
 
 from __future__ import annotations
 
 import hashlib
-import time
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager, suppress
-from datetime import UTC
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -28,10 +29,9 @@ from sqlalchemy.engine import make_url
 
 from pql.config import Settings
 from pql.db import DataError, redacted
-from pql.locks import LockBusy, file_lock
+from pql.locks import AdvisoryLock, LockBusy, advisory_keys, advisory_lock, file_lock
 
 LOCK_NAME = "crm-write"
-_LOCK_TIMEOUT_SQLSTATE = "55P03"
 
 
 class RunLockBusy(LockBusy):
@@ -55,11 +55,7 @@ class RunLock:
 
 def lock_keys(settings: Settings, name: str = LOCK_NAME) -> tuple[int, int]:
     """Two non-negative 31-bit advisory-lock keys for `name` on this pipeline's output tables."""
-    digest = hashlib.sha256(f"pql:{name}:{settings.tables.pql_scores}".encode()).digest()
-    return (
-        int.from_bytes(digest[:4], "big") & 0x7FFFFFFF,
-        int.from_bytes(digest[4:8], "big") & 0x7FFFFFFF,
-    )
+    return advisory_keys(f"pql:{name}:{settings.tables.pql_scores}")
 
 
 def lock_file(settings: Settings, name: str = LOCK_NAME) -> Path:
@@ -85,6 +81,14 @@ def _waiting_message(timeout_seconds: float, holder: str) -> str:
     return f"another run holds the CRM run lock ({holder}); waiting up to {timeout_seconds:g} s for it"
 
 
+def _told_waiting(
+    on_wait: Callable[[str], None] | None, timeout_seconds: float
+) -> Callable[[str], None] | None:
+    if on_wait is None:
+        return None
+    return lambda holder: on_wait(_waiting_message(timeout_seconds, holder))
+
+
 @contextmanager
 def run_lock(
     settings: Settings,
@@ -99,88 +103,36 @@ def run_lock(
     `holder` describes this run to whoever finds the lock taken; `on_wait` is told, once, that the
     lock is taken and this run is waiting.
     """
-    if make_url(settings.crm_database_url).get_backend_name() == "postgresql":
-        with _advisory_lock(settings, timeout_seconds, holder, on_wait, name) as advisory:
-            yield advisory
-        return
 
     def busy(waited: float, holder: str) -> str:
         return _busy_message(settings, waited, holder)
 
-    with _file_run_lock(lock_file(settings, name), timeout_seconds, holder, on_wait, busy):
+    waiting = _told_waiting(on_wait, timeout_seconds)
+    if make_url(settings.crm_database_url).get_backend_name() == "postgresql":
+        lock = _AdvisoryLock(settings, holder, name)
+        with advisory_lock(
+            lock, timeout_seconds=timeout_seconds, busy=busy, on_wait=waiting, error=RunLockBusy
+        ):
+            yield lock
+        return
+    with _file_run_lock(lock_file(settings, name), timeout_seconds, holder, waiting, busy):
         yield RunLock()
 
 
-@contextmanager
-def registry_lock(
-    settings: Settings,
-    *,
-    timeout_seconds: float,
-    holder: str = "pql retrain",
-    on_wait: Callable[[str], None] | None = None,
-) -> Iterator[None]:
-    """Hold the model registry's lock, so two retrains never promote over each other."""
-    root = settings.model_registry_path
-
-    def busy(waited: float, holder: str) -> str:
-        return (
-            f"another retrain is writing to the model registry {root} ({holder}); waited {waited:.0f} s. "
-            "Let it finish, then run again."
-        )
-
-    with _file_run_lock(root / ".retrain.lock", timeout_seconds, holder, on_wait, busy):
-        yield
-
-
-_HELD_BY = (
-    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND pid = :pid "
-    "AND classid = :k1 AND objid = :k2 AND objsubid = 2"
-)
-
-
-class _AdvisoryLock(RunLock):
-    """A session-level advisory lock on a connection of its own."""
+class _AdvisoryLock(AdvisoryLock, RunLock):
+    """The CRM run lock as a session-level advisory lock, taken again if its session is lost."""
 
     def __init__(self, settings: Settings, holder: str, name: str) -> None:
-        k1, k2 = lock_keys(settings, name)
-        self.settings, self.keys = settings, {"k1": k1, "k2": k2}
-        # Outside any pool, in autocommit: the lock belongs to this session and must not pin a
-        # transaction open for the length of the run.
-        self.engine = sa.create_engine(
-            settings.crm_database_url,
-            poolclass=sa.pool.NullPool,
-            isolation_level="AUTOCOMMIT",
-            connect_args={"application_name": holder[:63]},
-        )
-        self.conn: sa.Connection | None = None
-        self.pid: int | None = None
-
-    def acquire(self, timeout_seconds: float, on_wait: Callable[[str], None] | None) -> None:
-        conn = self._connect()
-        if not conn.execute(sa.text("SELECT pg_try_advisory_lock(:k1, :k2)"), self.keys).scalar():
-            _wait_for_advisory_lock(conn, self.settings, self.keys, timeout_seconds, on_wait)
-
-    def _connect(self) -> sa.Connection:
-        self.conn = self.engine.connect()
-        self.pid = self.conn.execute(sa.text("SELECT pg_backend_pid()")).scalar()
-        return self.conn
-
-    def _still_held(self) -> bool:
-        """Whether the lock's session is alive and still holds it (False if the connection is gone)."""
-        if self.conn is None or self.conn.invalidated:
-            return False
-        try:
-            return bool(self.conn.execute(sa.text(_HELD_BY), {"pid": self.pid, **self.keys}).scalar())
-        except sa.exc.DBAPIError:
-            return False
+        super().__init__(settings.crm_database_url, lock_keys(settings, name), holder)
+        self.settings = settings
 
     def ensure_held(self) -> None:
-        if self._still_held():
+        if self.still_held():
             return
-        self._close()
-        conn = self._connect()
+        self.close()
+        conn = self.connect()
         if not conn.execute(sa.text("SELECT pg_try_advisory_lock(:k1, :k2)"), self.keys).scalar():
-            holder = _advisory_holder(conn, self.keys)
+            holder = self.holder(conn)
             raise RunLockLost(
                 f"this run's lock on the CRM {redacted(self.settings.crm_database_url)} went with its "
                 f"database session (a server restart or a dropped connection), and another run holds it "
@@ -188,81 +140,11 @@ class _AdvisoryLock(RunLock):
             )
 
     def verify_on(self, conn: sa.Connection) -> None:
-        if not conn.execute(sa.text(_HELD_BY), {"pid": self.pid, **self.keys}).scalar():
+        if not self.held_on(conn):
             raise RunLockLost(
                 f"this run's lock on the CRM {redacted(self.settings.crm_database_url)} was lost just "
                 "before its write (its database session ended). Nothing was written; run again."
             )
-
-    def release(self) -> None:
-        """Let go of the lock; a session that is already gone took its lock with it."""
-        if self._still_held():
-            # The session may die just now, taking its lock with it: nothing left to release then.
-            with suppress(sa.exc.DBAPIError):
-                self.conn.execute(sa.text("SELECT pg_advisory_unlock(:k1, :k2)"), self.keys)
-        self._close()
-
-    def _close(self) -> None:
-        if self.conn is not None:
-            with suppress(sa.exc.DBAPIError):  # a dead connection has nothing left to close
-                self.conn.close()
-            self.conn = None
-
-
-@contextmanager
-def _advisory_lock(
-    settings: Settings,
-    timeout_seconds: float,
-    holder: str,
-    on_wait: Callable[[str], None] | None,
-    name: str,
-) -> Iterator[_AdvisoryLock]:
-    lock = _AdvisoryLock(settings, holder, name)
-    try:
-        lock.acquire(timeout_seconds, on_wait)
-        yield lock
-    finally:
-        lock.release()
-        lock.engine.dispose()
-
-
-def _advisory_holder(conn: sa.Connection, keys: dict[str, int]) -> str:
-    row = conn.execute(
-        sa.text(
-            "SELECT a.pid, a.application_name, a.backend_start FROM pg_locks l "
-            "JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' AND l.granted "
-            "AND l.classid = :k1 AND l.objid = :k2 AND l.objsubid = 2"
-        ),
-        keys,
-    ).first()
-    if row is None:
-        return "holder unknown"
-    since = row.backend_start.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-    return f"held by '{row.application_name or 'unnamed'}', server pid {row.pid}, since {since}"
-
-
-def _wait_for_advisory_lock(
-    conn: sa.Connection,
-    settings: Settings,
-    keys: dict[str, int],
-    timeout_seconds: float,
-    on_wait: Callable[[str], None] | None,
-) -> None:
-    holder = _advisory_holder(conn, keys)
-    if timeout_seconds <= 0:
-        raise RunLockBusy(_busy_message(settings, 0, holder))
-    if on_wait is not None:
-        on_wait(_waiting_message(timeout_seconds, holder))
-    started = time.monotonic()
-    conn.execute(sa.text(f"SET lock_timeout = {int(timeout_seconds * 1000)}"))
-    try:
-        conn.execute(sa.text("SELECT pg_advisory_lock(:k1, :k2)"), keys)
-    except sa.exc.OperationalError as exc:
-        if getattr(exc.orig, "sqlstate", None) != _LOCK_TIMEOUT_SQLSTATE:
-            raise
-        raise RunLockBusy(_busy_message(settings, time.monotonic() - started, holder)) from None
-    finally:
-        conn.execute(sa.text("RESET lock_timeout"))
 
 
 def _file_run_lock(
@@ -272,10 +154,6 @@ def _file_run_lock(
     on_wait: Callable[[str], None] | None,
     busy: Callable[[float, str], str],
 ) -> AbstractContextManager[None]:
-    def waiting(holder: str) -> None:
-        if on_wait is not None:
-            on_wait(_waiting_message(timeout_seconds, holder))
-
     return file_lock(
-        path, timeout_seconds=timeout_seconds, holder=holder, busy=busy, on_wait=waiting, error=RunLockBusy
+        path, timeout_seconds=timeout_seconds, holder=holder, busy=busy, on_wait=on_wait, error=RunLockBusy
     )

@@ -12,6 +12,7 @@ import pandas as pd
 
 from pql.config import TIERS, Settings
 from pql.models.registry import REPORT_FILE
+from pql.models.storage import existing_file, joined
 from pql.scoring.diff import entered_and_left
 from pql.scoring.model_protocol import ScoringModel
 from pql.scoring.rules import LEFT_LIST, NEW
@@ -49,8 +50,10 @@ class RunSummary:
 
 def model_report(model: ScoringModel, settings: Settings) -> str | None:
     """The path of the model's evaluation report, when the registry holds one."""
-    path = Path(settings.model_registry_path) / model.version / REPORT_FILE
-    return str(path.resolve()) if path.is_file() else None
+    report = existing_file(joined(settings.model_registry_path, model.version), REPORT_FILE)
+    if report is None:
+        return None
+    return str(report.resolve()) if isinstance(report, Path) else report
 
 
 def best_pqls(rows: pd.DataFrame, limit: int = TOP_PQLS) -> pd.DataFrame:

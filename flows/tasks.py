@@ -32,12 +32,13 @@ from pql.features import gate
 from pql.features.builder import build_features as features_for
 from pql.flows import ledger
 from pql.flows.artifacts import publish_run_artifact, publish_training_artifact
-from pql.flows.locking import RunLock, registry_lock, run_lock
+from pql.flows.locking import RunLock, run_lock
 from pql.flows.partitions import fanned_out
 from pql.flows.retries import task_options
 from pql.flows.secrets import with_secret_urls
 from pql.flows.summary import RunSummary, best_pqls, run_summary
 from pql.models.registry import LoadedModel, load_scoring_model
+from pql.models.registry_lock import registry_lock
 from pql.models.training import TooLittleDataError, TrainOutcome, train_and_register
 from pql.monitoring.drift import enforce_breach_policy, monitoring_summary
 from pql.outcomes.io import trailing_pql_volumes

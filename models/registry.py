@@ -1,5 +1,9 @@
 """The model registry: one folder per version, a champion pointer, and loading that checks first.
 
+The registry is a folder on any fsspec filesystem (a local path, `file://`, `memory://`, `s3://`,
+`gs://`): every file is read and written through `models.storage`. Functions take the registry as a
+local Path, a URL, or an opened `RegistryStorage`.
+
     <registry>/<version>/model.joblib   the fitted estimators (a pickle: loaded only after the checks)
     <registry>/<version>/metadata.json  the evidence: window, features, metrics, libraries, sha256
     <registry>/<version>/report.html    the evaluation report
@@ -25,10 +29,8 @@ import hmac
 import io
 import json
 import math
-import os
 import platform
 import re
-import shutil
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from importlib.metadata import version as installed_version
@@ -45,6 +47,11 @@ from pql.features.catalog import feature_specs
 from pql.models.artifact_names import earlier_module_names
 from pql.models.encoded import EncodedModel, encoded_model
 from pql.models.points import DEFAULT_BASE_RATE, fit_points
+from pql.models.registry_lock import registry_lock
+from pql.models.storage import RegistryLocation, RegistryStorage, open_registry
+
+Registry = RegistryLocation | RegistryStorage
+"""A registry as these functions take it: a local folder, an fsspec URL, or its opened storage."""
 
 MODEL_FILE = "model.joblib"
 METADATA_FILE = "metadata.json"
@@ -93,6 +100,10 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _location(root: Registry) -> RegistryLocation:
+    return root.location if isinstance(root, RegistryStorage) else root
+
+
 def jsonable(value: Any) -> Any:
     """Plain JSON types: NaN/inf become null, numpy scalars and timestamps become numbers and ISO text."""
     if isinstance(value, dict):
@@ -120,10 +131,11 @@ def signing_key(settings: Settings) -> bytes | None:
     return None if key is None else key.get_secret_value().encode("utf-8")
 
 
-def unsigned_warning(root: Path) -> str:
+def unsigned_warning(root: Registry) -> str:
     """The line every load of an unsigned registry prints and logs."""
     return (
-        f"registry is unsigned: anyone who can write {root} can run code as pql; set PQL_MODEL__SIGNING_KEY"
+        f"registry is unsigned: anyone who can write {_location(root)} can run code as pql; "
+        "set PQL_MODEL__SIGNING_KEY"
     )
 
 
@@ -159,130 +171,148 @@ def signature_status(model_bytes: bytes, meta: dict[str, Any], key: bytes | None
     return SIGNED if hmac.compare_digest(expected, str(recorded["hmac"])) else BAD_SIGNATURE
 
 
-def _write_json(path: Path, payload: dict[str, Any]) -> None:
-    """Write through a temporary file and rename, so readers never see half a file."""
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(json.dumps(jsonable(payload), indent=2, allow_nan=False) + "\n", encoding="utf-8")
-    os.replace(temporary, path)
+def _json_bytes(payload: dict[str, Any]) -> bytes:
+    return (json.dumps(jsonable(payload), indent=2, allow_nan=False) + "\n").encode("utf-8")
 
 
 def save_version(
-    root: Path,
+    root: Registry,
     version: str,
     artifact: dict[str, Any],
     metadata: dict[str, Any],
     report_html: str,
     *,
     key: bytes | None = None,
-) -> Path:
-    """Write the three files into `<root>/<version>/` all at once (a folder renamed into place), the
-    metadata signed under `key` when one is given."""
-    root.mkdir(parents=True, exist_ok=True)
-    final = version_folder(root, version)
-    if final.exists():
+) -> RegistryLocation:
+    """Write the three files into `<root>/<version>/` all at once (a folder renamed into place; on an
+    object store, the metadata last), the metadata signed under `key` when one is given. Returns the
+    version's folder."""
+    store = open_registry(root)
+    version_folder(store, version)
+    if store.exists(version):
         raise RegistryError(
-            f"Model version {version} already exists in {root}; train again to get a new one."
+            f"Model version {version} already exists in {store.location}; train again to get a new one."
         )
-    staging = root / f".incoming-{version}"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir()
-    joblib.dump(artifact, staging / MODEL_FILE, compress=3)
+    buffer = io.BytesIO()
+    joblib.dump(artifact, buffer, compress=3)
+    model_bytes = buffer.getvalue()
     complete = {
         **metadata,
         "version": version,
         "libraries": library_versions(),
-        "sha256": sha256_of(staging / MODEL_FILE),
+        "sha256": hashlib.sha256(model_bytes).hexdigest(),
     }
     complete.pop(SIGNATURE_FIELD, None)
     if key is not None:
         complete[SIGNATURE_FIELD] = {
             "algorithm": SIGNATURE_ALGORITHM,
-            "hmac": signature_of((staging / MODEL_FILE).read_bytes(), complete, key),
+            "hmac": signature_of(model_bytes, complete, key),
         }
-    _write_json(staging / METADATA_FILE, complete)
-    (staging / REPORT_FILE).write_text(report_html, encoding="utf-8")
-    os.replace(staging, final)
-    return final
+    files = {
+        MODEL_FILE: model_bytes,
+        METADATA_FILE: _json_bytes(complete),
+        REPORT_FILE: report_html.encode("utf-8"),
+    }
+    store.write_folder(version, files, last=METADATA_FILE)
+    return store.where(version)
 
 
 def _inside(root: Path, path: Path) -> bool:
     return path.resolve().is_relative_to(root.resolve())
 
 
-def version_folder(root: Path, version: str) -> Path:
-    """`<root>/<version>`, once the name is one the registry generates and the folder resolves inside
-    the registry; anything else (`../elsewhere`, an absolute path, a symlink out) is refused."""
+def version_folder(root: Registry, version: str) -> RegistryLocation:
+    """`<root>/<version>`, once the name is one the registry generates and (on a local filesystem)
+    the folder resolves inside the registry; anything else (`../elsewhere`, an absolute path, a
+    symlink out) is refused."""
+    store = open_registry(root)
     if not isinstance(version, str) or not _VERSION_NAME.match(version):
         raise RegistryError(
             f"Refusing model version {version!r}: not a registry version name (YYYYMMDDTHHMMSSZ-<8 hex "
-            f"digits>), so it could point outside {root}. Check {root / CHAMPION_FILE} and "
+            f"digits>), so it could point outside {store.location}. Check {store.where(CHAMPION_FILE)} and "
             "`pql models list`; promote a listed version with `pql models promote VERSION`."
         )
-    folder = root / version
-    for path in (folder, folder / METADATA_FILE, folder / MODEL_FILE):
-        if path.exists() and not _inside(root, path):
-            raise RegistryError(
-                f"Refusing model version {version}: {path} resolves to {path.resolve()}, outside the "
-                f"registry {root.resolve()} (a symbolic link). Replace the link with the version's own "
-                "files, or retrain with `pql train`."
-            )
-    return folder
+    local_root = store.local_path()
+    if local_root is not None:
+        for parts in ((version,), (version, METADATA_FILE), (version, MODEL_FILE)):
+            path = Path(local_root, *parts)
+            if path.exists() and not _inside(local_root, path):
+                raise RegistryError(
+                    f"Refusing model version {version}: {store.where(*parts)} resolves to {path.resolve()}, "
+                    f"outside the registry {local_root.resolve()} (a symbolic link). Replace the link with "
+                    "the version's own files, or retrain with `pql train`."
+                )
+    return store.where(version)
 
 
-def read_metadata(root: Path, version: str) -> dict[str, Any]:
-    path = version_folder(root, version) / METADATA_FILE
-    if not path.is_file():
-        raise RegistryError(
-            f"No model version {version} in {root}. `pql models list` shows the versions there."
-        )
+def read_metadata(root: Registry, version: str) -> dict[str, Any]:
+    store = open_registry(root)
+    version_folder(store, version)
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        text = store.read_text(version, METADATA_FILE)
+    except (FileNotFoundError, IsADirectoryError):
+        raise RegistryError(
+            f"No model version {version} in {store.location}. `pql models list` shows the versions there."
+        ) from None
+    try:
+        return json.loads(text)
     except json.JSONDecodeError as exc:
         raise RegistryError(
-            f"{path} is not valid JSON ({exc}); restore it or retrain with `pql train`."
+            f"{store.where(version, METADATA_FILE)} is not valid JSON ({exc}); restore it or retrain with "
+            "`pql train`."
         ) from exc
 
 
-def version_signature(root: Path, version: str, meta: dict[str, Any], key: bytes | None) -> str:
+def version_signature(root: Registry, version: str, meta: dict[str, Any], key: bytes | None) -> str:
     """The version's signature status (`signature_status`), or MISSING_FILE without its model file."""
-    path = version_folder(root, version) / MODEL_FILE
-    return signature_status(path.read_bytes(), meta, key) if path.is_file() else MISSING_FILE
+    store = open_registry(root)
+    version_folder(store, version)
+    try:
+        model_bytes = store.read_bytes(version, MODEL_FILE)
+    except (FileNotFoundError, IsADirectoryError):
+        return MISSING_FILE
+    return signature_status(model_bytes, meta, key)
 
 
-def list_versions(root: Path, key: bytes | None = None) -> list[dict[str, Any]]:
+def list_versions(root: Registry, key: bytes | None = None) -> list[dict[str, Any]]:
     """Every complete version, oldest first, with the fields worth a glance (the signature checked
     under `key`)."""
-    if not root.is_dir():
+    store = open_registry(root)
+    if not store.is_dir():
         return []
-    champion = champion_version(root)
+    champion = champion_version(store)
+    names = [name for name in store.folders() if _VERSION_NAME.match(name)]
     rows = []
-    folders = (p for p in root.iterdir() if p.is_dir() and _VERSION_NAME.match(p.name))
-    for folder in sorted(p for p in folders if (p / METADATA_FILE).is_file()):
-        meta = read_metadata(root, folder.name)
+    for name in (name for name in names if store.is_file(name, METADATA_FILE)):
+        meta = read_metadata(store, name)
         holdout = meta.get("metrics", {}).get("holdout", {})
         rows.append(
             {
-                "version": folder.name,
+                "version": name,
                 "created": meta.get("created"),
                 "status": meta.get("status"),
-                "is_champion": folder.name == champion,
+                "is_champion": name == champion,
                 "data_end": meta.get("training", {}).get("data_end"),
                 "pr_auc": holdout.get("model", {}).get("pr_auc"),
                 "pr_auc_points": holdout.get("points", {}).get("pr_auc"),
                 "promoted": meta.get("promotion", {}).get("promoted"),
                 "reason": meta.get("promotion", {}).get("reason"),
-                "signature": version_signature(root, folder.name, meta, key),
+                "signature": version_signature(store, name, meta, key),
             }
         )
     return rows
 
 
-def _model_bytes(root: Path, version: str) -> bytes:
+def _model_bytes(store: RegistryStorage, version: str) -> bytes:
     """The model file's bytes, read once: what is verified is exactly what is unpickled."""
-    path = version_folder(root, version) / MODEL_FILE
-    if not path.is_file():
-        raise RegistryError(f"{path} is missing; restore it from backup or retrain with `pql train`.")
-    return path.read_bytes()
+    version_folder(store, version)
+    try:
+        return store.read_bytes(version, MODEL_FILE)
+    except (FileNotFoundError, IsADirectoryError):
+        raise RegistryError(
+            f"{store.where(version, MODEL_FILE)} is missing; restore it from backup or retrain with "
+            "`pql train`."
+        ) from None
 
 
 def _check_signature(version: str, meta: dict[str, Any], model_bytes: bytes, key: bytes | None) -> None:
@@ -305,8 +335,8 @@ def _check_signature(version: str, meta: dict[str, Any], model_bytes: bytes, key
         )
 
 
-def _check_checksum(root: Path, version: str, meta: dict[str, Any], model_bytes: bytes) -> None:
-    path = root / version / MODEL_FILE
+def _check_checksum(store: RegistryStorage, version: str, meta: dict[str, Any], model_bytes: bytes) -> None:
+    path = store.where(version, MODEL_FILE)
     recorded, found = meta.get("sha256"), hashlib.sha256(model_bytes).hexdigest()
     if recorded != found:
         raise RegistryError(
@@ -366,19 +396,20 @@ def _check_libraries(version: str, meta: dict[str, Any]) -> None:
         )
 
 
-def _verified(root: Path, version: str, settings: Settings) -> tuple[dict[str, Any], bytes]:
+def _verified(root: Registry, version: str, settings: Settings) -> tuple[dict[str, Any], bytes]:
     """The version's metadata and model bytes once its signature (with a key), checksum, feature list
     and library versions all check out."""
-    meta = read_metadata(root, version)
-    model_bytes = _model_bytes(root, version)
+    store = open_registry(root)
+    meta = read_metadata(store, version)
+    model_bytes = _model_bytes(store, version)
     _check_signature(version, meta, model_bytes, signing_key(settings))
-    _check_checksum(root, version, meta, model_bytes)
+    _check_checksum(store, version, meta, model_bytes)
     _check_features(version, meta, settings)
     _check_libraries(version, meta)
     return meta, model_bytes
 
 
-def verified_metadata(root: Path, version: str, settings: Settings) -> dict[str, Any]:
+def verified_metadata(root: Registry, version: str, settings: Settings) -> dict[str, Any]:
     """The version's metadata once its signature (with a key), checksum, feature list and library
     versions all check out."""
     return _verified(root, version, settings)[0]
@@ -420,7 +451,7 @@ class LoadedModel:
         return np.asarray(self.fit.predict_proba(features)[:, 1], dtype=np.float64)
 
 
-def load_model(root: Path, version: str, settings: Settings) -> LoadedModel:
+def load_model(root: Registry, version: str, settings: Settings) -> LoadedModel:
     """Verify, then unpickle, one version."""
     meta, model_bytes = _verified(root, version, settings)
     with earlier_module_names():
@@ -459,7 +490,7 @@ def _empty_state() -> dict[str, Any]:
     return {"champion": None, "stack": [], "log": []}
 
 
-def _broken_champion_file(path: Path, problem: str) -> RegistryError:
+def _broken_champion_file(path: RegistryLocation, problem: str) -> RegistryError:
     # `pql models promote` reads the file too, so it must be restored or moved aside first.
     return RegistryError(
         f"{path} {problem}. Restore it from a backup, or move it aside and run `pql models promote VERSION` "
@@ -482,11 +513,12 @@ def _champion_shape_problem(state: Any) -> str | None:
     return None
 
 
-def champion_state(root: Path) -> dict[str, Any]:
+def champion_state(root: Registry) -> dict[str, Any]:
     """The champion record of the registry (empty when there is none yet)."""
-    path = root / CHAMPION_FILE
+    store = open_registry(root)
+    path = store.where(CHAMPION_FILE)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = store.read_bytes(CHAMPION_FILE).decode("utf-8")
     except FileNotFoundError:
         return _empty_state()
     except OSError as exc:
@@ -505,7 +537,7 @@ def champion_state(root: Path) -> dict[str, Any]:
     return {**_empty_state(), **state}
 
 
-def champion_version(root: Path) -> str | None:
+def champion_version(root: Registry) -> str | None:
     return champion_state(root).get("champion")
 
 
@@ -515,7 +547,7 @@ def _log(state: dict[str, Any], action: str, version: str | None, reason: str, a
 
 
 def promote(
-    root: Path,
+    root: Registry,
     version: str,
     settings: Settings,
     *,
@@ -523,25 +555,35 @@ def promote(
     action: str = "promote",
     at: datetime | None = None,
 ) -> None:
-    """Make `version` the champion, after checking it loads under the current settings and libraries."""
-    verified_metadata(root, version, settings)
-    state = champion_state(root)
-    if state.get("champion") == version:
-        raise RegistryError(f"Model {version} is already the champion.")
-    state["stack"].append(version)
-    state["champion"] = version
-    _log(state, action, version, reason, at)
-    _write_json(root / CHAMPION_FILE, state)
+    """Make `version` the champion, after checking it loads under the current settings and libraries;
+    under the registry lock, so no other promotion, rollback or training interleaves."""
+    store = open_registry(root)
+    with registry_lock(settings, store, holder=f"pql {action} {version}"):
+        verified_metadata(store, version, settings)
+        state = champion_state(store)
+        if state.get("champion") == version:
+            raise RegistryError(f"Model {version} is already the champion.")
+        state["stack"].append(version)
+        state["champion"] = version
+        _log(state, action, version, reason, at)
+        store.write_atomic(CHAMPION_FILE, _json_bytes(state))
 
 
 def rollback(
-    root: Path, settings: Settings, *, reason: str = "manual rollback", at: datetime | None = None
+    root: Registry, settings: Settings, *, reason: str = "manual rollback", at: datetime | None = None
 ) -> str:
-    """Undo the latest promotion: the previous champion (checked to load) is champion again. Returns it."""
-    state = champion_state(root)
+    """Undo the latest promotion: the previous champion (checked to load) is champion again. Returns it.
+    Under the registry lock, like `promote`."""
+    store = open_registry(root)
+    with registry_lock(settings, store, holder="pql rollback"):
+        return _rollback(store, settings, reason, at)
+
+
+def _rollback(store: RegistryStorage, settings: Settings, reason: str, at: datetime | None) -> str:
+    state = champion_state(store)
     if len(state["stack"]) < 2:
         raise RegistryError(
-            f"Nothing to roll back to in {root}: "
+            f"Nothing to roll back to in {store.location}: "
             + (
                 "there is no champion."
                 if not state["stack"]
@@ -549,11 +591,11 @@ def rollback(
             )
             + " Use `pql models promote VERSION` to choose one."
         )
-    verified_metadata(root, state["stack"][-2], settings)
+    verified_metadata(store, state["stack"][-2], settings)
     withdrawn = state["stack"].pop()
     state["champion"] = state["stack"][-1]
     _log(state, "rollback", state["champion"], f"{reason} (withdrew {withdrawn})", at)
-    _write_json(root / CHAMPION_FILE, state)
+    store.write_atomic(CHAMPION_FILE, _json_bytes(state))
     return state["champion"]
 
 

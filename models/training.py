@@ -16,7 +16,6 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, NoReturn
 
 import numpy as np
@@ -59,7 +58,9 @@ from pql.models.registry import (
     save_version,
     signing_key,
 )
+from pql.models.registry_lock import registry_lock
 from pql.models.report import ReportData, render_fallback_report, render_report
+from pql.models.storage import RegistryLocation
 from pql.progress import Progress
 from pql.progress import report as report_progress
 from pql.schema import SourceTables
@@ -85,7 +86,7 @@ class TrainOutcome:
     """What a training run registered and decided."""
 
     version: str
-    path: Path
+    path: RegistryLocation
     status: str
     promoted: bool
     reason: str
@@ -544,7 +545,24 @@ def train_on_frame(
     `frame` is what `features.training.training_set` returns; `window_end` the end of data it saw.
     `progress` is told the steps after the training set (TRAIN_STEPS) as they start, then the end; a
     refusal for too little data ends it early.
+    Runs under the registry lock: a concurrent training waits, then compares against the champion
+    this one left, and its version is named after the moment it got the lock.
     """
+    with registry_lock(settings, holder="pql train"):
+        return _train_on_frame(
+            frame, settings, window_end=window_end, created=created, timings=timings, progress=progress
+        )
+
+
+def _train_on_frame(
+    frame: pd.DataFrame,
+    settings: Settings,
+    *,
+    window_end: datetime,
+    created: datetime | None,
+    timings: dict[str, float] | None,
+    progress: Progress | None,
+) -> TrainOutcome:
     started = time.perf_counter()
     timings = dict(timings or {})
     numeric, categorical = model_columns(settings)

@@ -138,11 +138,10 @@ def reasons_of(reasons_json: str | None, reasons_text: str | None) -> tuple[Reas
 
 
 def registry_lock(settings: Settings, holder: str) -> AbstractContextManager[None]:
-    """The model registry's lock, the one the retrain flow holds while it trains and promotes."""
-    from pql.flows.locking import registry_lock as lock
+    """The model registry's lock, the one training, promotion, rollback and the retrain flow take."""
+    from pql.models.registry_lock import registry_lock as lock
 
-    timeout = settings.flows.lock_timeout_seconds
-    return lock(settings, timeout_seconds=timeout, holder=holder, on_wait=log.warning)
+    return lock(settings, holder=holder, on_wait=log.warning)
 
 
 class Project:

@@ -46,6 +46,25 @@ class ConfigError(Exception):
     """A configuration problem, worded for the person who has to fix it (exit code 2)."""
 
 
+def registry_location_problem(location: str) -> str | None:
+    """Why fsspec cannot open the registry URL `location` here (unknown protocol, or the package that
+    implements it is not installed), or None; a plain path has no problem."""
+    if "://" not in location:
+        return None
+    import fsspec
+    from fsspec.registry import known_implementations
+
+    protocol = location.split("://", 1)[0].lower()
+    try:
+        fsspec.get_filesystem_class(protocol)
+    except ValueError:
+        return f"unknown fsspec protocol {protocol}:// (use a local path, file://, memory://, s3://, gs://)"
+    except ImportError:
+        package = known_implementations[protocol]["class"].split(".", 1)[0]
+        return f"the {protocol}:// filesystem needs the {package} package: pip install {package}"
+    return None
+
+
 def _plain_identifier(value: str) -> str:
     if not _IDENTIFIER.match(value):
         raise ValueError("must be a plain SQL identifier: a letter or _, then letters, digits or _ (max 63)")
@@ -525,7 +544,11 @@ class Settings(BaseSettings):
     source_url: str | None = Field(None, description="a SQLAlchemy URL, e.g. postgresql+psycopg://u@h/db")
     crm_url: str | None = Field(None, description="a SQLAlchemy URL; defaults to source_url")
     state_dir: Path = Field(Path(".pql"), description="a directory path")
-    registry_path: Path | None = Field(None, description="a directory path; defaults to <state_dir>/models")
+    registry_path: str | None = Field(
+        None,
+        description="a directory path or an fsspec URL (file://, memory://, s3://, gs://); defaults to "
+        "<state_dir>/models",
+    )
     timezone: str = Field("UTC", description="an IANA time zone such as 'Europe/Paris'")
     horizon_days: int = Field(30, ge=1, le=365, description="an integer from 1 to 365")
     key_events: list[Annotated[KeyEvent, BeforeValidator(_key_event)]] = Field(
@@ -560,6 +583,17 @@ class Settings(BaseSettings):
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError("unknown time zone") from exc
+        return value
+
+    @field_validator("registry_path", mode="before")
+    @classmethod
+    def _openable_registry(cls, value: object) -> object:
+        if isinstance(value, Path):
+            return str(value)
+        if isinstance(value, str):
+            problem = registry_location_problem(value)
+            if problem:
+                raise ValueError(problem)
         return value
 
     @field_validator("source_url", "crm_url")
@@ -605,8 +639,11 @@ class Settings(BaseSettings):
         return self.crm_url or self.source_database_url
 
     @property
-    def model_registry_path(self) -> Path:
-        return self.registry_path or self.state_dir / "models"
+    def model_registry_path(self) -> Path | str:
+        """The registry: a local folder as a Path, or an fsspec URL as written."""
+        if self.registry_path is None:
+            return self.state_dir / "models"
+        return self.registry_path if "://" in self.registry_path else Path(self.registry_path)
 
     @property
     def key_event_names(self) -> list[str]:

@@ -10,6 +10,7 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -21,13 +22,12 @@ from prefect.testing.utilities import prefect_test_harness
 
 import pql
 from pql.api import Project, UnknownAccountError
-from pql.config import ConfigError
+from pql.config import ConfigError, Settings
 from pql.demo.world import write_demo_world
 from pql.features.training import training_set
-from pql.flows.locking import RunLockBusy
-from pql.flows.locking import registry_lock as flow_registry_lock
 from pql.flows.runner import QUIET_PREFECT
 from pql.models.registry import champion_version, promote
+from pql.models.registry_lock import RegistryBusy, registry_lock
 from pql.schema import create_tables
 
 pytestmark = pytest.mark.slow
@@ -205,11 +205,33 @@ def test_the_training_set_is_the_one_pql_train_builds(project: Project) -> None:
     assert built["label"].sum() > 0
 
 
+@contextlib.contextmanager
+def held_by_another_thread(settings: Settings, holder: str) -> Iterator[None]:
+    """The registry lock held for the block by another thread, as a retrain flow in this process would."""
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with registry_lock(settings, holder=holder, timeout_seconds=0):
+            held.set()
+            release.wait()
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    held.wait()
+    try:
+        yield
+    finally:
+        release.set()
+        thread.join()
+
+
 def test_train_takes_the_registry_lock_the_retrain_flow_holds(project: Project) -> None:
     settings = project.settings
     before = champion_version(settings.model_registry_path)
-    retrain = flow_registry_lock(settings, timeout_seconds=0, holder="pql retrain (flow run 42)")
-    with retrain, pytest.raises(RunLockBusy, match=r"flow run 42"):
+    with (
+        held_by_another_thread(settings, "pql retrain (flow run 42)"),
+        pytest.raises(RegistryBusy, match=r"flow run 42"),
+    ):
         project.train()
     assert champion_version(settings.model_registry_path) == before
 

@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from pql.api import Project
-from pql.commands import cli_errors, console, instant_option, require_database_files, settings_of
+from pql.commands import cli_errors, console, errors, instant_option, require_database_files, settings_of
 from pql.commands.output import JSON_HELP, print_json, warn
 from pql.commands.progress import progress_bar
 from pql.config import Settings
@@ -51,6 +51,9 @@ def _number(value: Any, digits: int) -> str:
 
 def outcome_lines(outcome: TrainOutcome) -> list[str]:
     """What `pql train` prints about a registered version."""
+    from pql.models.registry import REPORT_FILE
+    from pql.models.storage import joined
+
     lines = [
         f"registered model {outcome.version} ({outcome.status})",
         f"  folder     {outcome.path}",
@@ -65,7 +68,7 @@ def outcome_lines(outcome: TrainOutcome) -> list[str]:
         )
         if m.get("model_choice"):
             lines.append(f"  model      {m['model_choice']}")
-        lines.append(f"  report     {outcome.path / 'report.html'}")
+        lines.append(f"  report     {joined(outcome.path, REPORT_FILE)}")
     return lines
 
 
@@ -136,6 +139,10 @@ def _show(meta: dict[str, Any], is_champion: bool, folder: str, signature: str) 
                 f"days ({rule['source']})",
                 highlight=False,
             )
+
+
+def _say_waiting(message: str) -> None:
+    errors.print(message, highlight=False, markup=False)
 
 
 def version_document(meta: dict[str, Any], is_champion: bool, folder: str, signature: str) -> dict[str, Any]:
@@ -273,6 +280,7 @@ def register(app: typer.Typer) -> None:
             signing_key,
             version_signature,
         )
+        from pql.models.storage import joined
 
         settings = settings_of(ctx)
         root = settings.model_registry_path
@@ -282,11 +290,12 @@ def register(app: typer.Typer) -> None:
             raise RegistryError(f"No champion model in {root}: run `pql train`, or name a version to show.")
         meta = read_metadata(root, version)
         signature = version_signature(root, version, meta, signing_key(settings))
+        folder = str(joined(root, version))
         if as_json:
-            print_json(version_document(meta, version == champion, str(root / version), signature))
+            print_json(version_document(meta, version == champion, folder, signature))
             warn_if_unsigned(settings, as_json=True)
             return
-        _show(meta, version == champion, str(root / version), signature)
+        _show(meta, version == champion, folder, signature)
         warn_if_unsigned(settings)
 
     @models_app.command("promote")
@@ -296,9 +305,11 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Make VERSION the champion (after checking it loads: checksum, features, library versions)."""
         from pql.models.registry import promote
+        from pql.models.registry_lock import registry_lock
 
         settings = settings_of(ctx)
-        promote(settings.model_registry_path, version, settings, reason="manual promotion")
+        with registry_lock(settings, holder=f"pql models promote {version}", on_wait=_say_waiting):
+            promote(settings.model_registry_path, version, settings, reason="manual promotion")
         console.print(f"{version} is now the champion", highlight=False)
         warn_if_unsigned(settings)
 
@@ -307,8 +318,10 @@ def register(app: typer.Typer) -> None:
     def rollback_champion(ctx: typer.Context) -> None:
         """Undo the latest promotion: the previous champion scores again."""
         from pql.models.registry import rollback
+        from pql.models.registry_lock import registry_lock
 
         settings = settings_of(ctx)
-        restored = rollback(settings.model_registry_path, settings)
+        with registry_lock(settings, holder="pql models rollback", on_wait=_say_waiting):
+            restored = rollback(settings.model_registry_path, settings)
         console.print(f"rolled back: {restored} is the champion again", highlight=False)
         warn_if_unsigned(settings)
