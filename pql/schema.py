@@ -279,6 +279,8 @@ def output_tables(names: TablesConfig) -> OutputTables:
         sa.Column("validation_json", sa.Text),
         sa.Column("monitoring_json", sa.Text),
         sa.Column("error", sa.Text),
+        # What the webhook alerts of a nightly run did (null: alerts off, or not a nightly run).
+        sa.Column("alerts_json", sa.Text, info={ADDED_LATER: True}),
     )
     quarantine = sa.Table(
         names.quarantine,
