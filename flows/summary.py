@@ -44,6 +44,8 @@ class RunSummary:
     monitoring: dict[str, Any] = field(default_factory=dict)
     ineligible: int = 0
     model_warnings: list[str] = field(default_factory=list)
+    # One line on the webhook alerts (`flows.alerts.AlertsOutcome.line`); None when none were due.
+    alerts: str | None = None
 
 
 def model_report(model: ScoringModel, settings: Settings) -> str | None:
@@ -89,6 +91,7 @@ def run_summary(
     changes: pd.DataFrame | None = None,
     monitoring: dict[str, Any] | None = None,
     model_warnings: list[str] | None = None,
+    alerts: str | None = None,
 ) -> RunSummary:
     """The summary of a run that produced `rows` (the output of `scoring.rows.pql_rows`).
 
@@ -123,4 +126,5 @@ def run_summary(
         changes=changes,
         ineligible=int(untiered.notna().sum()),
         model_warnings=list(model_warnings or []),
+        alerts=alerts,
     )

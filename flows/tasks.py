@@ -31,6 +31,7 @@ from pql.db import Databases
 from pql.features import gate
 from pql.features.builder import build_features as features_for
 from pql.flows import ledger
+from pql.flows.alerts import AlertsOutcome, announce_new_pqls
 from pql.flows.artifacts import publish_run_artifact, publish_training_artifact
 from pql.flows.locking import RunLock, registry_lock, run_lock
 from pql.flows.partitions import fanned_out
@@ -299,6 +300,18 @@ def write_scores(
         write_run_on(conn, dbs.output_tables, rows, record, update_current=update_current)
 
 
+@step(name="send-alerts")
+def send_alerts(
+    dbs: Databases, rows: pd.DataFrame, settings: Settings, run: ledger.RunRecord
+) -> AlertsOutcome | None:
+    """Post each owner's new PQLs to the alerts webhook (after the write has committed) and record the
+    outcome in pql_runs; never fails the run. Only a written nightly run alerts: not a dry run, not a
+    backfill (its dates are past), and nothing when `alerts.webhook_url` is unset."""
+    if run.dry_run or run.kind != "nightly" or not settings.alerts.enabled:
+        return None
+    return announce_new_pqls(dbs, rows, settings, run, _logger())
+
+
 @step(name="monitor-drift")
 def monitor_drift(
     dbs: Databases,
@@ -369,6 +382,7 @@ def publish_report(
     names: dict[str, str],
     changes: pd.DataFrame | None,
     monitoring: dict[str, Any] | None = None,
+    alerts: AlertsOutcome | None = None,
 ) -> RunSummary:
     """The run's summary, published as a markdown artifact of this flow run."""
     summary = run_summary(
@@ -384,6 +398,7 @@ def publish_report(
         changes=changes,
         monitoring=monitoring,
         model_warnings=model.warnings,
+        alerts=None if alerts is None else alerts.line,
     )
     publish_run_artifact(summary)
     return summary

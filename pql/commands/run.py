@@ -95,6 +95,8 @@ def print_summary(summary: RunSummary) -> None:
     console.print(top)
     if summary.model_report:
         console.print(f"model report: {summary.model_report}")
+    if summary.alerts:
+        console.print(escape(summary.alerts), highlight=False)
     console.print(f"run {summary.run_id} (Prefect flow run {summary.flow_run_id})", highlight=False)
 
 
