@@ -20,8 +20,10 @@ import pytest
 import sqlalchemy as sa
 from prefect.blocks.system import Secret
 from prefect.client.orchestration import get_client
+from typer.testing import CliRunner
 
 from pql.bulk import bulk_insert
+from pql.cli import app
 from pql.config import Settings, load_settings
 from pql.db import databases
 from pql.flows import ledger, tasks
@@ -354,3 +356,21 @@ def test_a_nightly_run_whose_alerts_all_fail_still_succeeds_with_its_scores_writ
     assert TOKEN not in everything
     assert any("alert for" in line and "/***" in line for line in logs)
     assert summary.alerts in "\n".join(artifacts)
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("prefect_api")
+def test_pql_score_prints_one_line_on_the_alerts_and_exits_0_when_one_owner_failed(
+    world: World, webhook: Webhook, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PQL_ALERTS__WEBHOOK_URL", webhook.url)
+    monkeypatch.setenv("PQL_ALERTS__BACKOFF_SECONDS", "0")
+    webhook.answer(500, 500, 500)  # the first owner's three tries; every later post goes through
+    result = CliRunner().invoke(app, ["--config", world.config, "score", "--as-of", f"{world.end:%Y-%m-%d}"])
+    assert result.exit_code == 0, result.output
+    owners = len({body["text"].split(" for ")[1] for body in webhook.bodies})
+    assert (
+        f"alerts: {owners - 1} of {owners} owners notified; 1 failed (HTTP 500 after 3 tries)"
+        in result.output
+    )
+    assert len(webhook.requests) == owners + 2 and TOKEN not in result.output
