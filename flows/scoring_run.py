@@ -38,6 +38,8 @@ def scoring_run(
         changes = step(tasks.planned_changes, dbs, rows, settings) if dry_run else None
         if not dry_run:
             step(tasks.write_scores, dbs, rows, model, checks, monitoring, run, update_current, step.lock)
-        alerts = step(tasks.send_alerts, dbs, rows, settings, run)  # after the commit; never fails the run
+    # Posted once the write has committed and the run lock is free: a slow or failing webhook can neither
+    # undo the write, mark the run failed nor hold up the next run.
+    alerts = step(tasks.send_alerts, rows, settings, run)
     # The run is complete once written; its report comes after, so a failure to publish cannot mark it failed.
     return step(tasks.publish_report, rows, model, checks, settings, run, names, changes, monitoring, alerts)

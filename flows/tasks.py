@@ -27,7 +27,7 @@ from prefect.tasks import Task
 from pql import validation
 from pql.clock import start_of_day, to_utc_naive, today_in
 from pql.config import ConfigError, Settings, load_settings
-from pql.db import Databases
+from pql.db import Databases, databases
 from pql.features import gate
 from pql.features.builder import build_features as features_for
 from pql.flows import ledger
@@ -301,15 +301,14 @@ def write_scores(
 
 
 @step(name="send-alerts")
-def send_alerts(
-    dbs: Databases, rows: pd.DataFrame, settings: Settings, run: ledger.RunRecord
-) -> AlertsOutcome | None:
-    """Post each owner's new PQLs to the alerts webhook (after the write has committed) and record the
-    outcome in pql_runs; never fails the run. Only a written nightly run alerts: not a dry run, not a
-    backfill (its dates are past), and nothing when `alerts.webhook_url` is unset."""
+def send_alerts(rows: pd.DataFrame, settings: Settings, run: ledger.RunRecord) -> AlertsOutcome | None:
+    """Post each owner's new PQLs to the alerts webhook and record the outcome in pql_runs; never fails
+    the run. Only a written nightly run alerts: not a dry run, not a backfill (its dates are past), and
+    nothing when `alerts.webhook_url` is unset."""
     if run.dry_run or run.kind != "nightly" or not settings.alerts.enabled:
         return None
-    return announce_new_pqls(dbs, rows, settings, run, _logger())
+    with databases(settings) as dbs:
+        return announce_new_pqls(dbs, rows, settings, run, _logger())
 
 
 @step(name="monitor-drift")

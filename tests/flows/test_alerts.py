@@ -291,8 +291,7 @@ def test_a_missing_secret_block_is_recorded_not_raised(written: Written, webhook
 
 def _send(settings: Settings, **run: Any) -> object:
     record = ledger.RunRecord(as_of=AS_OF, **{"kind": "nightly", **run})
-    with databases(settings) as dbs:
-        return tasks.send_alerts.fn(dbs, RUN_ROWS, settings, record)
+    return tasks.send_alerts.fn(RUN_ROWS, settings, record)
 
 
 @pytest.mark.parametrize(
