@@ -17,6 +17,9 @@ The statement is a chain of named CTEs:
   then gives the latest event before it;
 - `team`: users and new users before `as_of`;
 - `ranked_plan_changes` -> `plan_at_as_of`: the latest plan change strictly before `as_of`;
+- `opportunities_at_as_of` (only when the optional `opportunities` table is in use): the earliest
+  creation of an opportunity open at `as_of` (created before it, not closed before it) and the latest
+  close of a won one closed before it; both only ever make an account ineligible;
 - the final SELECT: the grid of accounts created before `as_of`, left-joined to all of the above.
 
 Only per-account rows come back; durations and ratios are then derived from them in pandas
@@ -28,10 +31,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 
+import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from pql.config import KeyEvent, Settings
+from pql.config import SALES_LABELS, KeyEvent, Settings
 from pql.db import DataError
 from pql.features.catalog import (
     ACTIVE_DAYS_WINDOWS_DAYS,
@@ -55,7 +59,7 @@ from pql.features.sql import (
     parameter_limit,
     rows_cte,
 )
-from pql.schema import TIMESTAMP, SourceTables
+from pql.schema import TIMESTAMP, SourceTables, in_use
 
 DAY = timedelta(days=1)
 # Lower bound of the first period: before any timestamp a source can hold.
@@ -70,7 +74,11 @@ TIMESTAMP_COLUMNS = (
     "last_key_event_at",
     "plan_changed_at",
     "trial_ends_at",
+    "open_opportunity_created_at",
+    "won_opportunity_closed_at",
 )
+# Eligibility facts after `is_eligible`: why an account is out, not features (no model reads them).
+OPPORTUNITY_COLUMNS = ("open_opportunity_created_at", "won_opportunity_closed_at")
 
 
 def snapshot_instants(as_of: Sequence[datetime]) -> list[datetime]:
@@ -328,6 +336,26 @@ def _plan_at_as_of(tables: SourceTables, snapshots: sa.CTE, settings: Settings) 
     )
 
 
+def _opportunities_at_as_of(tables: SourceTables, snapshots: sa.CTE) -> sa.CTE:
+    """Per account and snapshot, from opportunities created strictly before `as_of`: the earliest
+    creation of one still open at `as_of` (no close, or a close at or after it) and the latest close of
+    a won one closed strictly before it. Nothing created at or after `as_of` is read."""
+    o = tables.opportunities.c
+    is_open = sa.or_(o.closed_at.is_(None), o.closed_at >= snapshots.c.as_of)
+    won_before = sa.and_(o.is_won.is_(True), o.closed_at < snapshots.c.as_of)
+    return (
+        sa.select(
+            snapshots.c.as_of,
+            o.account_id,
+            sa.func.min(sa.case((is_open, o.created_at))).label("open_opportunity_created_at"),
+            sa.func.max(sa.case((won_before, o.closed_at))).label("won_opportunity_closed_at"),
+        )
+        .select_from(tables.opportunities.join(snapshots, o.created_at < snapshots.c.as_of))
+        .group_by(snapshots.c.as_of, o.account_id)
+        .cte("opportunities_at_as_of")
+    )
+
+
 def _attributes_at_as_of(tables: SourceTables, snapshots: sa.CTE, settings: Settings) -> sa.CTE | None:
     """Per account and snapshot, the latest value of each configured attribute with valid_from < as_of."""
     keyed = [attribute for attribute in attribute_columns(settings) if attribute.source == "attributes"]
@@ -381,8 +409,11 @@ def _count_columns(settings: Settings) -> dict[str, str]:
     return columns
 
 
-def features_statement(tables: SourceTables, settings: Settings, instants: Sequence[datetime]) -> sa.Select:
-    """The one SELECT computing per-account rows for every instant in `instants` (sorted, distinct)."""
+def features_statement(
+    tables: SourceTables, settings: Settings, instants: Sequence[datetime], *, opportunities: bool = False
+) -> sa.Select:
+    """The one SELECT computing per-account rows for every instant in `instants` (sorted, distinct);
+    `opportunities`: whether the optional `opportunities` table is read (`pql.schema.in_use`)."""
     snapshots = snapshots_cte(instants)
     accounts = tables.accounts.c
     grid = (
@@ -412,13 +443,19 @@ def features_statement(tables: SourceTables, settings: Settings, instants: Seque
     )
     plan = _plan_at_as_of(tables, snapshots, settings)
     attributes = _attributes_at_as_of(tables, snapshots, settings)
+    opportunity = _opportunities_at_as_of(tables, snapshots) if opportunities else None
 
     def same_row(cte: sa.CTE) -> sa.ColumnElement[bool]:
         return sa.and_(cte.c.account_id == grid.c.account_id, cte.c.as_of == grid.c.as_of)
 
     joined = grid
-    for cte in (*ctes.values(), recency, plan, *([attributes] if attributes is not None else [])):
+    optional = [cte for cte in (attributes, opportunity) if cte is not None]
+    for cte in (*ctes.values(), recency, plan, *optional):
         joined = joined.outerjoin(cte, same_row(cte))
+    opportunity_values = [
+        opportunity.c[name] if opportunity is not None else sa.null().cast(TIMESTAMP).label(name)
+        for name in OPPORTUNITY_COLUMNS
+    ]
     declared = {column.name: column for column in tables.attribute_columns}
 
     def attribute_value(attribute: AttributeColumn) -> sa.ColumnElement:
@@ -448,6 +485,7 @@ def features_statement(tables: SourceTables, settings: Settings, instants: Seque
             plan.c.plan_changed_at,
             plan.c.trial_ends_at,
             *attribute_values,
+            *opportunity_values,
         )
         .select_from(joined)
         .where(grid.c.created_at < grid.c.as_of)
@@ -479,6 +517,15 @@ def _plan_kind(raw: pd.DataFrame, tables: SourceTables) -> pd.Series:
     # A trial ends at trial_ends_at even when the source records no change at that instant.
     ended = (kind == "trial") & raw["trial_ends_at"].notna() & (raw["trial_ends_at"] <= raw["as_of"])
     return kind.where(~ended, "free")
+
+
+def eligibility(plan: pd.Series, raw: pd.DataFrame, settings: Settings) -> np.ndarray:
+    """Eligible at `as_of`: not on a paid plan, no opportunity open (when `opportunities` is in use),
+    and for a sales label (`features.label`) no deal won before."""
+    eligible = (plan != "paid") & raw["open_opportunity_created_at"].isna()
+    if settings.features.label in SALES_LABELS:
+        eligible &= raw["won_opportunity_closed_at"].isna()
+    return eligible.to_numpy(dtype=bool)
 
 
 def derived_features(raw: pd.DataFrame, tables: SourceTables, settings: Settings) -> pd.DataFrame:
@@ -517,8 +564,16 @@ def derived_features(raw: pd.DataFrame, tables: SourceTables, settings: Settings
             if attribute.kind == "numeric"
             else values.astype("str")
         )
-    out["is_eligible"] = (plan != "paid").to_numpy(dtype=bool)
-    columns = ["account_id", "as_of", *(spec.name for spec in feature_specs(settings)), "is_eligible"]
+    out["is_eligible"] = eligibility(plan, raw, settings)
+    for name in OPPORTUNITY_COLUMNS:
+        out[name] = raw[name]
+    columns = [
+        "account_id",
+        "as_of",
+        *(spec.name for spec in feature_specs(settings)),
+        "is_eligible",
+        *OPPORTUNITY_COLUMNS,
+    ]
     return out[columns].reset_index(drop=True)
 
 
@@ -528,7 +583,9 @@ def build_features(
     """One row per (account_id, as_of) for every account created before `as_of`, from one SQL statement.
 
     Columns: `account_id`, `as_of` (naive UTC), every feature of `feature_specs(settings)` (including
-    `plan`), and `is_eligible` (not on a paid plan at `as_of`). Sorted by as_of, account_id.
+    `plan`), `is_eligible` (`eligibility`), then `open_opportunity_created_at` and
+    `won_opportunity_closed_at` (null unless the `opportunities` table is in use). Sorted by as_of,
+    account_id.
     """
     feature_specs(settings)  # a misconfiguration fails before the database is touched
     instants = snapshot_instants(as_of)
@@ -536,12 +593,13 @@ def build_features(
         shape = features_statement(tables, settings, [EARLIEST + LONGEST_WINDOW_DAYS * DAY])
         raw = pd.DataFrame({column.key: pd.Series(dtype="object") for column in shape.selected_columns})
         return derived_features(raw, tables, settings)
+    opportunities = in_use(engine, tables.opportunities)
     if parameter_limit(engine.dialect) is not None:
         # Exact and cheap: one snapshot's statement, plus the parameters each further snapshot adds.
-        single = features_statement(tables, settings, instants[:1])
+        single = features_statement(tables, settings, instants[:1], opportunities=opportunities)
         needed = bound_parameter_count(single, engine.dialect) + (len(instants) - 1) * SNAPSHOT_PARAMETERS
         check_parameter_budget(needed, engine.dialect, f"Features for {len(instants)} snapshot dates")
-    statement = features_statement(tables, settings, instants)
+    statement = features_statement(tables, settings, instants, opportunities=opportunities)
     with engine.connect() as conn:
         if conn.dialect.name == "postgresql":
             # JIT-compiling this wide statement costs PostgreSQL more time than it saves; LOCAL keeps the

@@ -53,7 +53,9 @@ def snapshot_dates(end: datetime, settings: Settings) -> list[datetime]:
 def training_set(
     engine: sa.Engine, tables: SourceTables, settings: Settings, end: datetime | None = None
 ) -> pd.DataFrame:
-    """Features and `label` of eligible, uncensored snapshots, sorted by as_of, account_id.
+    """Features and `label` of eligible, uncensored snapshots, sorted by as_of, account_id; beside the
+    chosen `label`, each label's value (`label_<name>`, see `features.labels`), so the report can say
+    which path the converters took.
 
     `end` (default: the end of observed data) bounds what labels may see, so a past `end` reproduces
     the training set that could have been built then.

@@ -30,7 +30,7 @@ def scoring_run(
         features = step(tasks.build_features, dbs, settings, as_of)
         model = step(tasks.load_model, dbs, settings)
         features, checks = step(tasks.validate_features, features, settings, checks, run, model)
-        crm, previous = step(tasks.read_crm, dbs), step(tasks.read_previous, dbs, as_of)
+        crm, previous = step(tasks.read_crm, dbs, as_of), step(tasks.read_previous, dbs, as_of)
         rows = step(tasks.score_accounts, features, model, crm, previous, settings, as_of)
         rows, checks = step(tasks.validate_output, rows, features, settings, checks, run)
         monitoring = step(tasks.monitor_drift, dbs, features, rows, model, settings, as_of)

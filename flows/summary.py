@@ -12,7 +12,7 @@ import pandas as pd
 
 from pql.config import TIERS, Settings
 from pql.models.registry import REPORT_FILE
-from pql.scoring.diff import DROPPED_PQL, NEW_PQL, change_counts
+from pql.scoring.diff import entered_and_left
 from pql.scoring.model_protocol import ScoringModel
 from pql.scoring.rules import LEFT_LIST, NEW
 
@@ -99,8 +99,7 @@ def run_summary(
     `changes` (from `scoring.diff.changes_frame`), against the current list it would replace.
     """
     if changes is not None:
-        moved = change_counts(changes)
-        new, dropped = moved[NEW_PQL], moved[DROPPED_PQL]
+        new, dropped = entered_and_left(changes)
     else:
         status = rows["pql_status"] if "pql_status" in rows else pd.Series(dtype=object)
         new, dropped = int(status.eq(NEW).sum()), int(status.isin(LEFT_LIST).sum())

@@ -222,9 +222,10 @@ def load_model(dbs: Databases, settings: Settings) -> LoadedModel:
 
 
 @step(name="read-crm")
-def read_crm(dbs: Databases) -> pd.DataFrame:
-    """The sales-owned CRM snapshot: owner, open opportunity, do-not-contact per account."""
-    return crm_snapshot(dbs.source, dbs.source_tables)
+def read_crm(dbs: Databases, as_of: datetime) -> pd.DataFrame:
+    """The sales-owned CRM snapshot: owner, open opportunity, do-not-contact per account, and the
+    latest rep decision before `as_of` when `pql_feedback` is in use."""
+    return crm_snapshot(dbs.source, dbs.source_tables, as_of)
 
 
 def _never_scored(dbs: Databases) -> bool:

@@ -30,6 +30,7 @@ from pql.models.baselines import logistic_pipeline
 from pql.models.calibration import calibrated_fit
 from pql.models.columns import usable_columns
 from pql.models.pipeline import model_pipeline
+from pql.progress import Progress, report
 
 PipelineFactory = Callable[[Sequence[str], Sequence[str], int], Any]
 DEFAULT_CANDIDATE = "gradient_boosting"
@@ -72,8 +73,11 @@ def _fold_scores(train: pd.DataFrame, test: pd.DataFrame, settings: Settings) ->
     return scores
 
 
-def choose_candidate(train: pd.DataFrame, settings: Settings) -> CandidateChoice:
-    """Compare every candidate on rolling-origin folds of `train` (the training part of the main split)."""
+def choose_candidate(
+    train: pd.DataFrame, settings: Settings, progress: Progress | None = None
+) -> CandidateChoice:
+    """Compare every candidate on rolling-origin folds of `train` (the training part of the main split);
+    `progress` is told the folds done, of all of them."""
     candidates = list(dict.fromkeys(settings.model.candidates))
     if len(candidates) == 1:
         return CandidateChoice(candidates[0], "the only family in model.candidates")
@@ -83,12 +87,14 @@ def choose_candidate(train: pd.DataFrame, settings: Settings) -> CandidateChoice
     except DataError:
         splits = []
     folds = []
-    for split in splits:
+    for done, split in enumerate(splits):
+        report(progress, done, len(splits))
         fold_train, fold_test = train[split.train_rows(train)], train[split.test_rows(train)]
         if fold_train["label"].nunique() < 2 or fold_test["label"].nunique() < 2:
             continue
         scores = _fold_scores(fold_train, fold_test, settings)
         folds.append({**split.describe(), "train_rows": len(fold_train), "pr_auc": scores})
+    report(progress, len(splits), len(splits))
     if not folds:
         return CandidateChoice(
             default,

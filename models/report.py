@@ -253,6 +253,7 @@ def _overview(meta: dict[str, Any]) -> str:
             ("data end", training.get("data_end")),
             ("snapshots", f"{len(dates)} ({dates[0][:10]} … {dates[-1][:10]})" if dates else "none"),
             ("horizon", f"{training.get('horizon_days')} days"),
+            ("label", training.get("label") or "converted_to_paid"),
             (
                 "rows / positive rows / converting accounts",
                 f"{training.get('rows')} / {training.get('conversions')} / "
@@ -260,6 +261,59 @@ def _overview(meta: dict[str, Any]) -> str:
             ),
         ]
     )
+
+
+# What each label counts as a conversion, as the report's first sentence says it.
+LABEL_OUTCOMES = {
+    "converted_to_paid": "Conversion to a paid plan (self-serve)",
+    "opportunity_created": "An opportunity created",
+    "closed_won": "A deal won (an opportunity closed won)",
+    "converted_or_won": "Conversion to a paid plan or a deal won",
+}
+PATH_COLUMNS = (
+    ("converting_accounts", "converting accounts"),
+    ("self_serve_only", "self-serve only"),
+    ("opportunity_only", "opportunity only"),
+    ("both", "both"),
+)
+
+
+def label_outcome(meta: dict[str, Any]) -> str:
+    """What the model predicts, in words; a model trained before labels were configurable: conversion."""
+    return LABEL_OUTCOMES.get(meta.get("training", {}).get("label") or "converted_to_paid", "Conversion")
+
+
+def path_rows(meta: dict[str, Any]) -> list[tuple[str, list[str]]]:
+    """(label, cells of PATH_COLUMNS) for each label whose converters the training set counts by path;
+    the label the model was trained on is marked. Empty for a model from before paths were recorded."""
+    training = meta.get("training", {})
+    paths = training.get("paths") or {}
+    rows = []
+    for name, counts in paths.get("labels", {}).items():
+        shown = f"{name} (trained on)" if name == training.get("label") else name
+        cells = ["n/a" if counts[key] is None else str(counts[key]) for key, _ in PATH_COLUMNS]
+        rows.append((shown, cells))
+    return rows
+
+
+def _paths(meta: dict[str, Any]) -> str:
+    rows = path_rows(meta)
+    if not rows:
+        return "<p>The converters' paths were not recorded for this version.</p>"
+    known = meta["training"]["paths"]["opportunities"]
+    note = (
+        "Converting accounts in the training set per label, by the path they took in the horizon of a "
+        "positive snapshot: self-serve (a change into a paid plan), opportunity (an opportunity created), "
+        "or both."
+        if known
+        else "No opportunities table was in use: only the self-serve label is known, and whether its "
+        "converters also had an opportunity is not (n/a)."
+    )
+    table = _table(
+        ["label", *(title for _, title in PATH_COLUMNS)],
+        ([html.escape(label), *cells] for label, cells in rows),
+    )
+    return f"<p>{html.escape(note)}</p>{table}"
 
 
 def _candidate_sentence(meta: dict[str, Any]) -> str:
@@ -315,7 +369,7 @@ def render_report(meta: dict[str, Any], data: ReportData) -> str:
     ]
     body = f"""
 <h1>PQL model {html.escape(meta["version"])}</h1>
-<p>Conversion within {training["horizon_days"]} days, trained on snapshots before
+<p>{html.escape(label_outcome(meta))} within {training["horizon_days"]} days, trained on snapshots before
 {html.escape(split["test_from"][:10])} and judged out of time on the {
         split["test_snapshots"]
     } later snapshot(s)
@@ -323,6 +377,8 @@ def render_report(meta: dict[str, Any], data: ReportData) -> str:
 Training labels end by {html.escape(split["train_label_end"][:10])}; {split["embargo_snapshots"]} snapshot(s)
 in between are left out so no training label sees the test period.</p>
 {_overview(meta)}
+<h2>Converters by path</h2>
+{_paths(meta)}
 <h2>Does the model beat the baselines?</h2>
 {verdicts}
 <p><b>Promotion:</b> {"promoted to champion" if promotion["promoted"] else "kept as challenger"}:
@@ -425,6 +481,8 @@ def render_fallback_report(meta: dict[str, Any]) -> str:
 <h1>PQL model {html.escape(meta["version"])}: too little data</h1>
 <p class="verdict bad">{html.escape(meta["reason"])}</p>
 {_overview(meta)}
+<h2>Converters by path</h2>
+{_paths(meta)}
 <p><b>Promotion:</b> {"promoted to champion" if meta["promotion"]["promoted"] else "not promoted"}:
 {html.escape(meta["promotion"]["reason"])}</p>
 <h2>Points rules used for scoring instead</h2>

@@ -28,6 +28,7 @@ from sklearn.pipeline import Pipeline
 from pql.config import Settings
 from pql.db import DataError
 from pql.features.catalog import feature_specs, model_columns
+from pql.features.labels import converters_by_path
 from pql.features.training import data_end, training_set
 from pql.models.backtest import TimeSplit, out_of_time_split, rolling_origin_splits
 from pql.models.baselines import BASELINE_NAMES, fit_baselines
@@ -59,12 +60,24 @@ from pql.models.registry import (
     signing_key,
 )
 from pql.models.report import ReportData, render_fallback_report, render_report
+from pql.progress import Progress
+from pql.progress import report as report_progress
 from pql.schema import SourceTables
 
 FIT_GROUPS = ("company_size", "industry", "country")
 PERMUTATION_ROWS = 3_000
 PERMUTATION_REPEATS = 3
 KEY_COLUMNS = ("account_id", "as_of", "label")
+# What a training run does, in order: the units of its progress (see `train_and_register`).
+TRAIN_STEPS = (
+    "training set",
+    "candidate models",
+    "model and baselines",
+    "holdout metrics",
+    "rolling-origin folds",
+    "champion comparison",
+    "report and registry",
+)
 
 
 @dataclass(frozen=True)
@@ -94,14 +107,36 @@ def train_and_register(
     end: datetime | None = None,
     *,
     created: datetime | None = None,
+    progress: Progress | None = None,
 ) -> TrainOutcome:
-    """Train on the source database's history up to `end` (default: the end of observed data) and register."""
+    """Train on the source database's history up to `end` (default: the end of observed data) and register.
+
+    `progress` is told each of TRAIN_STEPS as it starts (done = the steps finished), then the end."""
     started = time.perf_counter()
+    _step(progress, "training set")
     observed = data_end(engine, tables)
     window_end = observed if end is None else min(end, observed)
     frame = training_set(engine, tables, settings, end)
     timings = {"training_set_s": time.perf_counter() - started}
-    return train_on_frame(frame, settings, window_end=window_end, created=created, timings=timings)
+    return train_on_frame(
+        frame, settings, window_end=window_end, created=created, timings=timings, progress=progress
+    )
+
+
+def _step(progress: Progress | None, name: str, detail: str = "") -> None:
+    step = f"{name} ({detail})" if detail else name
+    report_progress(progress, TRAIN_STEPS.index(name), len(TRAIN_STEPS), step)
+
+
+def _folds_of(progress: Progress | None, name: str) -> Progress | None:
+    """A callback for the folds of step `name`: they show in the step's text, not as steps of their own."""
+    if progress is None:
+        return None
+
+    def folds(done: int, total: int | None, step: str = "") -> None:
+        _step(progress, name, f"{done}/{total} folds")
+
+    return folds
 
 
 def data_fingerprint(frame: pd.DataFrame, columns: Sequence[str]) -> str:
@@ -165,6 +200,7 @@ def _window(frame: pd.DataFrame, settings: Settings, window_end: datetime) -> di
         "conversions": conversions,
         "converting_accounts": converting,
         "base_rate": conversions / rows if rows else None,
+        "paths": converters_by_path(frame),
     }
 
 
@@ -362,10 +398,14 @@ def _fold_metrics(
     settings: Settings,
     main_pr: dict[str, float],
     make_model: PipelineFactory,
+    progress: Progress | None = None,
 ) -> list[dict]:
-    """PR-AUC of every scorer per rolling-origin fold (the main split's numbers reused)."""
+    """PR-AUC of every scorer per rolling-origin fold (the main split's numbers reused); `progress` is
+    told the folds done, of all of them."""
     folds = []
-    for split in rolling_origin_splits(frame["as_of"], settings.horizon_days):
+    splits = rolling_origin_splits(frame["as_of"], settings.horizon_days)
+    for done, split in enumerate(splits):
+        report_progress(progress, done, len(splits))
         row = split.describe()
         if split == main:
             row["pr_auc"] = main_pr
@@ -381,6 +421,7 @@ def _fold_metrics(
             for name, p in probabilities.items()
         }
         folds.append(row)
+    report_progress(progress, len(splits), len(splits))
     return folds
 
 
@@ -496,10 +537,13 @@ def train_on_frame(
     window_end: datetime,
     created: datetime | None = None,
     timings: dict[str, float] | None = None,
+    progress: Progress | None = None,
 ) -> TrainOutcome:
     """Everything after the training set is built (see the module docstring).
 
     `frame` is what `features.training.training_set` returns; `window_end` the end of data it saw.
+    `progress` is told the steps after the training set (TRAIN_STEPS) as they start, then the end; a
+    refusal for too little data ends it early.
     """
     started = time.perf_counter()
     timings = dict(timings or {})
@@ -543,11 +587,14 @@ def train_on_frame(
         _register_too_little_data(frame, settings, meta, problem, timings)
 
     clock = time.perf_counter()
-    candidate = choose_candidate(train, settings)
+    _step(progress, "candidate models")
+    candidate = choose_candidate(train, settings, _folds_of(progress, "candidate models"))
     timings["candidates_s"] = time.perf_counter() - clock
+    _step(progress, "model and baselines")
     fitted = _fit_all(train, settings, timings, candidate.make_pipeline)
     numeric, categorical = fitted.columns.numeric, fitted.columns.categorical
     clock = time.perf_counter()
+    _step(progress, "holdout metrics")
     probabilities = _probabilities(fitted, test)
     uncalibrated = fitted.model.base.predict_proba(test)[:, 1]
     same_as = ["logreg"] if candidate.chosen == "logistic_regression" else []
@@ -556,14 +603,17 @@ def train_on_frame(
     importance = _importance(fitted.model.base, test, settings, fitted.columns)
     timings["evaluation_s"] = time.perf_counter() - clock
     clock = time.perf_counter()
+    _step(progress, "rolling-origin folds")
     metrics["folds"] = _fold_metrics(
         frame,
         split,
         settings,
         {name: metrics["holdout"][name]["pr_auc"] for name in probabilities},
         candidate.make_pipeline,
+        _folds_of(progress, "rolling-origin folds"),
     )
     timings["folds_s"] = time.perf_counter() - clock
+    _step(progress, "champion comparison")
     promoted, reason, compared = _champion_comparison(test, probabilities["model"], settings)
 
     fit_numeric, fit_categorical = fit_columns(settings, fitted.columns)
@@ -596,6 +646,7 @@ def train_on_frame(
         }
     )
     clock = time.perf_counter()
+    _step(progress, "report and registry")
     data = ReportData(holdout_of(test), probabilities, uncalibrated, importance)
     report = render_report(meta, data)
     timings["report_s"] = time.perf_counter() - clock
@@ -606,5 +657,6 @@ def train_on_frame(
     path = save_version(root, meta["version"], artifact, meta, report, key=signing_key(settings))
     if promoted:
         promote(root, meta["version"], settings, reason=reason, action="auto-promote")
+    report_progress(progress, len(TRAIN_STEPS), len(TRAIN_STEPS), "registered")
     summary = {**_summary(metrics), "model_choice": _choice_line(candidate.describe())}
     return TrainOutcome(meta["version"], path, TRAINED, promoted, reason, summary)

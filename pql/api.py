@@ -4,7 +4,7 @@
     project.features("2026-03-01")          # one row per account, the nightly's own builder
     project.train()                         # `pql train`
     project.score()                         # `pql score --dry-run`: the real flow, nothing written
-    project.explain("acc_00042")            # score, tier, reasons, playbook of one account
+    project.explain("acc_00042")            # score, tier, reasons, talking point, playbook of one account
     project.pqls(owner="ana")               # `pql pqls --owner ana`
 
 The command line calls these methods too, so there is one way to do each thing. Frames hold naive
@@ -39,6 +39,7 @@ import tomli_w
 from pql.clock import start_of_day, to_utc_naive, today_in
 from pql.config import SECRET_URL_SCHEME, URL_KEYS, Settings, config_path, load_settings
 from pql.db import Databases, DataError, redacted
+from pql.progress import Progress
 from pql.schema import OutputTables, SourceTables, readable_columns
 
 if TYPE_CHECKING:
@@ -89,6 +90,7 @@ class Explanation:
     reasons: tuple[Reason, ...]
     model_version: str
     stored: bool
+    talking_point: str | None = None  # what a rep can say to this PQL (None for an account that is not one)
 
     def __str__(self) -> str:
         who = f"{self.name} ({self.account_id})" if self.name else self.account_id
@@ -101,6 +103,8 @@ class Explanation:
                 for r in self.reasons
             ),
         ]
+        if self.talking_point:
+            lines.append(f"  say: {self.talking_point}")
         if self.playbook:
             lines.append(f"  playbook {self.playbook.replace('_', ' ')}")
         lines.append(f"  model {self.model_version} ({'stored score' if self.stored else 'computed now'})")
@@ -252,15 +256,17 @@ class Project:
 
         return training_set(self.source, self.source_tables, self.settings, self._optional(end))
 
-    def train(self, end: Moment | None = None) -> TrainOutcome:
+    def train(self, end: Moment | None = None, *, progress: Progress | None = None) -> TrainOutcome:
         """Train, backtest against baselines, register, promote if better: `pql train`, under the
         registry lock the retrain flow takes. Too little data raises `TooLittleDataError` (its
-        `outcome` is the points baseline it registered)."""
+        `outcome` is the points baseline it registered). `progress` is told each training step."""
         from pql.models.training import train_and_register
 
         window_end = self._optional(end)
         with registry_lock(self.settings, holder=f"pql train (process {os.getpid()})"):
-            return train_and_register(self.source, self.source_tables, self.settings, window_end)
+            return train_and_register(
+                self.source, self.source_tables, self.settings, window_end, progress=progress
+            )
 
     # --- scoring ---------------------------------------------------------------------------------
 
@@ -363,7 +369,7 @@ class Project:
         settings, tables = self.settings, self.output_tables
         features = build_features(self.source, self.source_tables, settings, [as_of])
         model = load_scoring_model(settings, scored_before=last_trained_model(self.crm, tables))
-        crm = crm_snapshot(self.source, self.source_tables)
+        crm = crm_snapshot(self.source, self.source_tables, as_of)
         scored_before = sa.inspect(self.crm).has_table(tables.history.name)
         previous = previous_scores(self.crm, tables, as_of) if scored_before else pd.DataFrame()
         rows = pql_rows(features, model, crm, previous, settings, as_of)
@@ -415,6 +421,7 @@ def _explanation(row: Mapping[str, Any], name: str | None, *, stored: bool) -> E
         reasons=reasons_of(_text(row.get("reasons_json")), _text(row.get("reasons_text"))),
         model_version=str(row["model_version"]),
         stored=stored,
+        talking_point=_text(row.get("talking_point")),
     )
 
 

@@ -262,11 +262,19 @@ class PlansConfig(_Strict):
         return self
 
 
+# What a positive is, for the hybrid motion: a self-serve change to a paid plan (the default), an
+# opportunity created, a deal won, or either path. The sales labels read the `opportunities` table.
+Label = Literal["converted_to_paid", "opportunity_created", "closed_won", "converted_or_won"]
+LABELS: tuple[Label, ...] = ("converted_to_paid", "opportunity_created", "closed_won", "converted_or_won")
+SALES_LABELS: tuple[Label, ...] = ("opportunity_created", "closed_won", "converted_or_won")
+
+
 class FeaturesConfig(_Strict):
     snapshot_every_days: int = Field(7, ge=1, le=90, description="an integer from 1 to 90")
     lookback_days: int = Field(182, ge=7, le=1830, description="an integer from 7 to 1830")
-    label: Literal["converted_to_paid", "opportunity_created"] = Field(
-        "converted_to_paid", description="'converted_to_paid' or 'opportunity_created'"
+    label: Label = Field(
+        "converted_to_paid",
+        description="'converted_to_paid', 'opportunity_created', 'closed_won' or 'converted_or_won'",
     )
     exclude: list[str] = Field(
         default_factory=list,
@@ -315,6 +323,28 @@ LONGEST_WINDOW_DAYS = 28
 TIERS = ("very_high", "high", "medium", "low")
 
 
+# What a talking point may quote from the reason it is about (see scoring/talking_points.py).
+TALKING_POINT_PLACEHOLDERS = ("reason", "value", "times", "percentile", "event", "attribute")
+
+
+def _talk_track(value: str) -> str:
+    """A talking point template: text with named placeholders only (no attribute, index or format)."""
+    try:
+        parsed = [(field, spec, conversion) for _, field, spec, conversion in string.Formatter().parse(value)]
+    except ValueError as exc:
+        raise ValueError(f"not a template ({exc}); write a literal brace twice: {{{{ or }}}}") from exc
+    allowed = ", ".join(f"{{{name}}}" for name in TALKING_POINT_PLACEHOLDERS)
+    for field, spec, conversion in parsed:
+        if field is not None and field not in TALKING_POINT_PLACEHOLDERS:
+            raise ValueError(f"unknown placeholder {{{field}}}; a talking point may use {allowed}")
+        if field is not None and (spec or conversion):
+            raise ValueError(f"{{{field}}} takes no format or conversion; write it plainly as {{{field}}}")
+    return value
+
+
+TalkingPointTemplate = Annotated[str, AfterValidator(_talk_track)]
+
+
 class ScoringConfig(_Strict):
     tier_policy: Literal["quantile", "threshold"] = Field("quantile", description="'quantile' or 'threshold'")
     # Cumulative top shares: top 1% very high, next to 10% high, next to 30% medium, rest low.
@@ -325,6 +355,12 @@ class ScoringConfig(_Strict):
     max_new_pqls_per_owner: int = Field(10, ge=1, description="an integer >= 1")
     max_pql_age_days: int = Field(30, ge=1, description="an integer >= 1")
     unowned_queue: str = Field("pql-queue", min_length=1, description="a non-empty queue name")
+    talking_points: dict[str, TalkingPointTemplate] = Field(
+        default_factory=dict,
+        description="reason group -> a short talk track for a rep ('' says nothing for that group)",
+    )
+    # Days a rep's `disqualified` or `done` decision keeps an account off the list (`pql_feedback`).
+    feedback_cooldown_days: int = Field(90, ge=0, description="a non-negative integer (0: no cooldown)")
 
     @model_validator(mode="after")
     def _consistent(self) -> ScoringConfig:

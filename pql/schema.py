@@ -211,6 +211,18 @@ def source_tables(names: TablesConfig) -> SourceTables:
     )
 
 
+def _feedback_columns() -> list[sa.Column]:
+    """A rep's decision on the account as the run saw it (`pql_feedback`, see `scoring.rules`): the
+    latest one before as_of, whether the PQL is sales-accepted, and why a decision keeps it off the list."""
+    later = {ADDED_LATER: True}
+    return [
+        sa.Column("sales_decision", sa.String(16), info=later),  # accepted, disqualified, done or null
+        sa.Column("sales_decided_at", TIMESTAMP, info=later),
+        sa.Column("is_sales_accepted", sa.Boolean, info=later),
+        sa.Column("left_reason", sa.Text, info=later),
+    ]
+
+
 def output_tables(names: TablesConfig) -> OutputTables:
     md = sa.MetaData()
     scores = sa.Table(
@@ -232,6 +244,8 @@ def output_tables(names: TablesConfig) -> OutputTables:
         sa.Column("trial_days_left", sa.Float),
         sa.Column("reasons_json", sa.Text),
         sa.Column("reasons_text", sa.Text),
+        sa.Column("talking_point", sa.Text, info={ADDED_LATER: True}),  # null: not a PQL
+        *_feedback_columns(),
         sa.Column("model_version", sa.String(64), nullable=False),
         sa.Column("run_id", ID, nullable=False),
         sa.Column("scored_at", TIMESTAMP, nullable=False),
@@ -255,6 +269,8 @@ def output_tables(names: TablesConfig) -> OutputTables:
         sa.Column("playbook", sa.String(32)),
         sa.Column("trial_days_left", sa.Float),
         sa.Column("reasons_json", sa.Text),
+        sa.Column("talking_point", sa.Text, info={ADDED_LATER: True}),  # null: not a PQL
+        *_feedback_columns(),
         sa.Column("model_version", sa.String(64), nullable=False),
         sa.Column("scored_at", TIMESTAMP, nullable=False),
     )

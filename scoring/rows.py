@@ -11,6 +11,7 @@ from pql.scoring.model_protocol import ScoringModel
 from pql.scoring.reasons import reasons_frame
 from pql.scoring.rules import apply_pql_rules
 from pql.scoring.scores import score_frame
+from pql.scoring.talking_points import pql_talking_points
 
 
 def pql_rows(
@@ -21,8 +22,9 @@ def pql_rows(
     settings: Settings,
     as_of: datetime,
 ) -> pd.DataFrame:
-    """Every scored account with score, tier, grade, reasons, PQL flag, routing and playbook (an
-    ineligible account has no tier, grade or reasons, and an `ineligible_reason`).
+    """Every scored account with score, tier, grade, reasons, PQL flag, routing, playbook and, for a
+    PQL, its talking point (an ineligible account has no tier, grade or reasons, and an
+    `ineligible_reason`).
 
     `features` from `features.builder.build_features` for one `as_of`; `crm` from
     `scoring.crm.crm_snapshot`; `previous` from `scoring.writeback.previous_scores`.
@@ -32,4 +34,5 @@ def pql_rows(
     reasons = reasons_frame(features, model, settings, probability=scored["probability"].to_numpy())
     # Both frames follow the features' row order.
     scored = scored.assign(**{name: reasons[name].to_numpy() for name in ("reasons_json", "reasons_text")})
-    return apply_pql_rules(scored, crm, previous, settings, as_of)
+    rows = apply_pql_rules(scored, crm, previous, settings, as_of)
+    return rows.assign(talking_point=pql_talking_points(rows, settings))

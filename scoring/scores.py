@@ -9,15 +9,16 @@ with `a` and `b` fixed by two anchors: a 10% probability scores 45 and a 25% pro
 (the default exit and entry thresholds of the PQL rules). The mapping is strictly increasing and never
 depends on the batch being scored, so a score means the same thing every night.
 
-Every account is scored, but only eligible accounts (not on a paid plan at as_of) are tiered and
-graded, ranked among themselves: sales never works the others. An ineligible row has no tier and no
-grade, and its `ineligible_reason` says why.
+Every account is scored, but only eligible accounts (not on a paid plan at as_of, no opportunity open
+then, see `features.builder.eligibility`) are tiered and graded, ranked among themselves: sales never
+works the others. An ineligible row has no tier and no grade, and its `ineligible_reason` says why.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
@@ -30,9 +31,19 @@ from pql.scoring.model_protocol import ScoringModel
 REST_TIER = TIERS[-1]
 GRADES = "EDCBA"  # indexed by fit level + engagement level (each 0, 1 or 2)
 SCORE_ANCHORS = ((0.10, 45.0), (0.25, 60.0))
-PASSTHROUGH = ("as_of", "plan", "is_eligible", "days_left_in_trial")
-# Why an ineligible account is not tiered, by its plan at as_of; any other cause gets NOT_ELIGIBLE.
+PASSTHROUGH = (
+    "as_of",
+    "plan",
+    "is_eligible",
+    "days_left_in_trial",
+    "open_opportunity_created_at",
+    "won_opportunity_closed_at",
+)
+# Why an ineligible account is not tiered, by its plan at as_of; then an opportunity open at as_of, then
+# a deal won before it (the builder's eligibility facts); any other cause gets NOT_ELIGIBLE.
 PLAN_INELIGIBLE_REASONS = {"paid": "on a paid plan"}
+OPEN_OPPORTUNITY = "open opportunity (created {day})"
+WON_OPPORTUNITY = "won an opportunity (closed {day})"
 NOT_ELIGIBLE = "not eligible at as_of"
 _EPS = 1e-6
 
@@ -118,12 +129,27 @@ def eligible_rows(features: pd.DataFrame) -> np.ndarray:
     return features["is_eligible"].fillna(False).to_numpy(dtype=bool)
 
 
-def ineligible_reasons(features: pd.DataFrame, eligible: np.ndarray) -> np.ndarray:
+def _dated(features: pd.DataFrame, column: str, phrase: str, zone: ZoneInfo) -> pd.Series:
+    """`phrase` with the local day of `column` where it has a value, else null."""
+    if column not in features:
+        return pd.Series(None, index=features.index, dtype=object)
+    moments = pd.to_datetime(features[column])
+    days = moments.dt.tz_localize("UTC").dt.tz_convert(zone).dt.strftime("%Y-%m-%d")
+    return days.map(lambda day: phrase.format(day=day), na_action="ignore").astype(object)
+
+
+def ineligible_reasons(features: pd.DataFrame, eligible: np.ndarray, zone: ZoneInfo) -> np.ndarray:
     """Why each row is ineligible (None for eligible rows): its plan's phrase when the plan explains
-    it ("on a paid plan"), else NOT_ELIGIBLE."""
+    it ("on a paid plan"), else an opportunity open at as_of ("open opportunity (created 2026-05-03)",
+    the local day), else a deal won before it, else NOT_ELIGIBLE."""
     plans = features["plan"].astype(object) if "plan" in features else pd.Series(None, index=features.index)
-    reasons = plans.map(PLAN_INELIGIBLE_REASONS).fillna(NOT_ELIGIBLE).to_numpy(dtype=object)
-    return np.where(eligible, None, reasons)
+    reasons = plans.map(PLAN_INELIGIBLE_REASONS)
+    for column, phrase in (
+        ("open_opportunity_created_at", OPEN_OPPORTUNITY),
+        ("won_opportunity_closed_at", WON_OPPORTUNITY),
+    ):
+        reasons = reasons.fillna(_dated(features, column, phrase, zone))
+    return np.where(eligible, None, reasons.fillna(NOT_ELIGIBLE).to_numpy(dtype=object))
 
 
 def _checked(probability: np.ndarray, n: int, model: ScoringModel, what: str) -> np.ndarray:
@@ -169,5 +195,5 @@ def score_frame(features: pd.DataFrame, model: ScoringModel, settings: Settings)
         tier=tiers(probability, eligible, settings),
         fit_score=score_of_probability(fit_probability),
         grade=grades(probability, fit_probability, eligible),
-        ineligible_reason=ineligible_reasons(frame, eligible),
+        ineligible_reason=ineligible_reasons(frame, eligible, settings.zone),
     )

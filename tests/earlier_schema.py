@@ -1,4 +1,5 @@
-"""The output tables as the release before tiers-for-eligible-accounts-only created them."""
+"""The output tables as the release before tiers-for-eligible-accounts-only created them (before
+talking points too)."""
 
 from __future__ import annotations
 
@@ -6,16 +7,17 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
-from pql.schema import OutputTables
+from pql.schema import ADDED_LATER, OutputTables
 
 AS_OF = datetime(2024, 6, 3)
 
 
 def earlier_output_tables(tables: OutputTables) -> sa.MetaData:
-    """pql_scores and pql_score_history as they were: `tier` NOT NULL and no `ineligible_reason`."""
+    """pql_scores and pql_score_history as they were: `tier` NOT NULL and none of the columns added
+    later (`ineligible_reason`, the rep feedback columns, ...)."""
     md = sa.MetaData()
     for table in (tables.scores, tables.history):
-        columns = [column for column in table.columns if column.name != "ineligible_reason"]
+        columns = [column for column in table.columns if not column.info.get(ADDED_LATER)]
         sa.Table(
             table.name,
             md,

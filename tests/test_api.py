@@ -274,6 +274,21 @@ def test_explain_reads_the_stored_score_of_a_pql(project: Project) -> None:
     assert explained.reasons[0].phrase in str(explained)
 
 
+def test_explain_and_pqls_carry_the_talking_point_of_a_pql(project: Project) -> None:
+    best = project.pqls(top=1).iloc[0]
+    explained = project.explain(best["account_id"])
+    assert explained.talking_point and explained.talking_point == best["talking_point"]
+    assert f"say: {explained.talking_point}" in str(explained)
+
+
+def test_explain_gives_no_talking_point_to_an_account_that_is_no_pql(project: Project) -> None:
+    scores = crm_table(project, "pql_scores")
+    quiet = scores.loc[~scores["is_pql"].astype(bool), "account_id"].iloc[0]
+    explained = project.explain(quiet)
+    assert explained.stored and not explained.is_pql
+    assert explained.talking_point is None and "say:" not in str(explained)
+
+
 def test_explain_computes_an_as_of_without_a_stored_score_with_the_champion(project: Project) -> None:
     account = project.pqls(top=1).iloc[0]["account_id"]
     as_of = project.today() - timedelta(days=1)

@@ -67,6 +67,10 @@ def test_table_and_column_names_are_configurable(tmp_path: Path) -> None:
         ('[tables.events.columns]\noccurred_at = "ts\\"--"', ["'tables.events.columns.occurred_at'"]),
         ('[scoring]\ntier_policy = "vibes"', ["'scoring.tier_policy'", "'quantile' or 'threshold'"]),
         ("key_events = []", ["'key_events'", "non-empty list"]),
+        (
+            '[features]\nlabel = "won"',
+            ["'features.label'", "'won'", "'opportunity_created', 'closed_won' or 'converted_or_won'"],
+        ),
         ("horizon = 30", ["unknown key 'horizon'"]),
     ],
 )

@@ -180,3 +180,58 @@ def test_a_pql_runs_table_without_alerts_json_is_upgraded_in_place(any_db_url: s
         engine.dispose()
     assert kept == [("run-0", "succeeded", None)]
     assert recorded == '{"attempted": 1}'
+
+
+def test_output_tables_without_talking_points_gain_the_column_and_keep_their_rows(any_db_url: str) -> None:
+    tables = output_tables(load_settings().tables)
+    engine = create_engine(any_db_url)
+    try:
+        create_earlier_tables(engine, tables, ["kept"])
+        create_tables(engine, tables)
+        with engine.begin() as conn:
+            for table in (tables.scores, tables.history):
+                row = _untiered_row(table, "told") | {"tier": "high", "ineligible_reason": None}
+                conn.execute(
+                    sa.insert(table), [row | {"is_pql": True, "talking_point": "offer the Team plan"}]
+                )
+        with engine.connect() as conn:
+            read = {
+                table.name: conn.execute(
+                    sa.select(table.c.account_id, table.c.talking_point).order_by(table.c.account_id)
+                ).all()
+                for table in (tables.scores, tables.history)
+            }
+    finally:
+        engine.dispose()
+    expected = [("kept", None), ("told", "offer the Team plan")]
+    assert read == {"pql_scores": expected, "pql_score_history": expected}
+
+
+def test_output_tables_of_the_earlier_release_gain_the_rep_feedback_columns(any_db_url: str) -> None:
+    tables = output_tables(load_settings().tables)
+    engine = create_engine(any_db_url)
+    feedback = {
+        "sales_decision": "disqualified",
+        "sales_decided_at": AS_OF,
+        "is_sales_accepted": False,
+        "left_reason": "disqualified by ana on 2024-06-03; may qualify again from 2024-09-02",
+    }
+    try:
+        create_earlier_tables(engine, tables, ["kept"])
+        create_tables(engine, tables)
+        with engine.begin() as conn:
+            for table in (tables.scores, tables.history):
+                conn.execute(sa.insert(table), [_untiered_row(table, "unfit") | feedback])
+        with engine.connect() as conn:
+            read = {
+                table.name: conn.execute(
+                    sa.select(table.c.account_id, *(table.c[key] for key in feedback)).order_by(
+                        table.c.account_id
+                    )
+                ).all()
+                for table in (tables.scores, tables.history)
+            }
+    finally:
+        engine.dispose()
+    expected = [("kept", None, None, None, None), ("unfit", *feedback.values())]
+    assert read == {"pql_scores": expected, "pql_score_history": expected}

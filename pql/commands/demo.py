@@ -9,6 +9,7 @@ import typer
 
 from pql.commands import cli_errors, console, settings_of
 from pql.commands.models import outcome_lines
+from pql.commands.progress import progress_bar
 from pql.commands.run import flow_config, print_summary, quiet_prefect, run_flow
 from pql.db import databases, redacted
 from pql.demo.world import write_demo_world
@@ -49,16 +50,24 @@ def register(app: typer.Typer) -> None:
                 console.print(
                     f"1/3 generating a demo world of {accounts:,} accounts over {days} days in {where}"
                 )
-                world = write_demo_world(
-                    dbs.source, tables, settings, accounts=accounts, days=days, seed=seed
-                )
+                with progress_bar("simulating", "days") as progress:
+                    world = write_demo_world(
+                        dbs.source,
+                        tables,
+                        settings,
+                        accounts=accounts,
+                        days=days,
+                        seed=seed,
+                        progress=progress,
+                    )
                 console.print(
                     f"    {world.events:,} events, {world.users:,} users, {world.trials:,} trials, "
                     f"{world.conversions:,} conversions to paid ({world.seconds:.1f} s)"
                 )
             console.print("2/3 training: backtest against baselines, register, promote if better")
             try:
-                outcome = train_and_register(dbs.source, tables, settings)
+                with progress_bar("training", "steps") as progress:
+                    outcome = train_and_register(dbs.source, tables, settings, progress=progress)
             except TooLittleDataError as refused:
                 outcome = refused.outcome
         for line in outcome_lines(outcome):

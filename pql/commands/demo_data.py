@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from pql.commands import cli_errors, console, instant_option, settings_of
+from pql.commands.progress import progress_bar
 from pql.db import databases, redacted
 from pql.demo.world import DemoWorldSummary, write_demo_world
 
@@ -47,9 +48,16 @@ def register(app: typer.Typer) -> None:
         """Replace the demo rows of the source tables with a simulated world (creates missing tables)."""
         settings = settings_of(ctx)
         end_at = instant_option(end, "--end", settings)
-        with databases(settings) as dbs:
+        with databases(settings) as dbs, progress_bar("simulating", "days") as progress:
             summary = write_demo_world(
-                dbs.source, dbs.source_tables, settings, accounts=accounts, days=days, seed=seed, end=end_at
+                dbs.source,
+                dbs.source_tables,
+                settings,
+                accounts=accounts,
+                days=days,
+                seed=seed,
+                end=end_at,
+                progress=progress,
             )
         for line in summary_lines(summary, settings.source_database_url):
             console.print(line, highlight=False)

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from pql.commands import cli_errors, console, settings_of
+from pql.commands.progress import progress_bar
 from pql.db import databases, redacted
 from pql.loading import (
     DEFAULT_CHUNK_ROWS,
@@ -119,7 +120,7 @@ def register(app: typer.Typer) -> None:
             mapping = parse_mapping(map_ or [], table.value, settings.tables)
         except MappingError as exc:
             raise typer.BadParameter(str(exc), param_hint="'--map'") from exc
-        with databases(settings) as dbs:
+        with databases(settings) as dbs, progress_bar(f"reading {file.name}", "rows") as progress:
             report = load_file(
                 dbs.source,
                 settings.tables,
@@ -128,6 +129,7 @@ def register(app: typer.Typer) -> None:
                 fmt=fmt,
                 mapping=mapping,
                 chunk_rows=chunk_rows,
+                progress=progress,
             )
         console.print(f"source database: {redacted(settings.source_database_url)}", highlight=False)
         for line in summary_lines(report):

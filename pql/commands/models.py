@@ -13,6 +13,8 @@ from rich.table import Table
 
 from pql.api import Project
 from pql.commands import cli_errors, console, instant_option, require_database_files, settings_of
+from pql.commands.output import JSON_HELP, print_json, warn
+from pql.commands.progress import progress_bar
 from pql.config import Settings
 
 if TYPE_CHECKING:
@@ -87,7 +89,7 @@ def metrics_table(metrics: dict[str, Any]) -> Table:
 
 
 def _show(meta: dict[str, Any], is_champion: bool, folder: str, signature: str) -> None:
-    from pql.models.report import left_out_lines, verdict_sentences
+    from pql.models.report import left_out_lines, path_rows, verdict_sentences
 
     training = meta.get("training", {})
     dates = training.get("as_of_dates", [])
@@ -98,6 +100,7 @@ def _show(meta: dict[str, Any], is_champion: bool, folder: str, signature: str) 
         ("data end", training.get("data_end")),
         ("snapshots", f"{len(dates)} ({dates[0][:10]} … {dates[-1][:10]})" if dates else "none"),
         ("horizon", f"{training.get('horizon_days')} days"),
+        ("label", training.get("label") or "converted_to_paid"),
         (
             "rows",
             f"{training.get('rows')} ({training.get('conversions')} positive rows from "
@@ -110,6 +113,13 @@ def _show(meta: dict[str, Any], is_champion: bool, folder: str, signature: str) 
         console.print(f"  {label:<10} {value}", highlight=False)
     if meta.get("reason"):
         console.print(f"  {'refused':<10} {meta['reason']}", highlight=False)
+    paths = path_rows(meta)
+    if paths:
+        console.print(
+            f"  {'paths':<10} converting accounts: self-serve only / opportunity only / both", highlight=False
+        )
+        for label, (converting, *split) in paths:
+            console.print(f"    {label:<28} {converting:>6}: {' / '.join(split)}", highlight=False)
     left_out = left_out_lines(meta)
     if left_out:
         console.print(f"  {'left out':<10} {len(left_out)} feature(s) not in the model:", highlight=False)
@@ -128,13 +138,51 @@ def _show(meta: dict[str, Any], is_champion: bool, folder: str, signature: str) 
             )
 
 
-def warn_if_unsigned(settings: Settings) -> None:
-    """Print the unsigned-registry warning when no signing key is set."""
+def version_document(meta: dict[str, Any], is_champion: bool, folder: str, signature: str) -> dict[str, Any]:
+    """A version as `pql models show --json` prints it: the facts `_show` prints, with the holdout
+    metrics unrounded (intervals, comparisons, folds and calibration as registered)."""
+    from pql.models.report import verdict_sentences
+
+    training = meta.get("training", {})
+    dates = training.get("as_of_dates", [])
+    metrics = meta.get("metrics") or None
+    return {
+        "version": meta["version"],
+        "is_champion": is_champion,
+        "status": meta.get("status"),
+        "created": meta.get("created"),
+        "data_end": training.get("data_end"),
+        "snapshots": {
+            "count": len(dates),
+            "first": dates[0] if dates else None,
+            "last": dates[-1] if dates else None,
+        },
+        "horizon_days": training.get("horizon_days"),
+        "rows": training.get("rows"),
+        "conversions": training.get("conversions"),
+        "converting_accounts": training.get("converting_accounts"),
+        "promotion": meta.get("promotion"),
+        "signature": signature,
+        "signature_text": signature_text(signature),
+        "report": f"{folder}/report.html",
+        "refused": meta.get("reason"),
+        "left_out": meta.get("features", {}).get("left_out", {}),
+        "metrics": metrics,
+        "verdicts": [sentence for _, sentence in verdict_sentences(metrics)] if metrics else [],
+        "points_rules": None if metrics else meta.get("points", {}).get("rules", []),
+    }
+
+
+def warn_if_unsigned(settings: Settings, *, as_json: bool = False) -> None:
+    """Print the unsigned-registry warning when no signing key is set (on stderr beside JSON)."""
     from pql.models.registry import signing_key, unsigned_warning
 
     if signing_key(settings) is None:
         warning = unsigned_warning(settings.model_registry_path)
-        console.print(f"[bold yellow]warning:[/] {escape(warning)}", highlight=False)
+        if as_json:
+            warn(warning)
+        else:
+            console.print(f"[bold yellow]warning:[/] {escape(warning)}", highlight=False)
 
 
 def register(app: typer.Typer) -> None:
@@ -155,8 +203,8 @@ def register(app: typer.Typer) -> None:
         settings = settings_of(ctx)
         end_at = instant_option(end, "--end", settings)
         require_database_files(settings.source_database_url)
-        with Project(settings) as project:
-            outcome = project.train(end_at)
+        with Project(settings) as project, progress_bar("training", "steps") as progress:
+            outcome = project.train(end_at, progress=progress)
         for line in outcome_lines(outcome):
             console.print(line, highlight=False)
         warn_if_unsigned(settings)
@@ -168,13 +216,22 @@ def register(app: typer.Typer) -> None:
 
     @models_app.command("list")
     @cli_errors
-    def list_models(ctx: typer.Context) -> None:
+    def list_models(
+        ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False
+    ) -> None:
         """List every registered version, oldest first; * marks the champion; whether each is signed."""
         from pql.models.registry import list_versions, signing_key
 
         settings = settings_of(ctx)
         root = settings.model_registry_path
         rows = list_versions(root, signing_key(settings))
+        if as_json:
+            if not rows:
+                warn(f"no models in {root}; run `pql train`")
+            champion = next((row["version"] for row in rows if row["is_champion"]), None)
+            print_json({"registry": root, "champion": champion, "versions": rows})
+            warn_if_unsigned(settings, as_json=True)
+            return
         if not rows:
             console.print(f"no models in {root}; run `pql train`", highlight=False)
             return
@@ -206,6 +263,7 @@ def register(app: typer.Typer) -> None:
         version: Annotated[
             str | None, typer.Argument(help="A version from `pql models list` (default: the champion).")
         ] = None,
+        as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
     ) -> None:
         """Show a version's training window, metrics against baselines, promotion decision and signature."""
         from pql.models.registry import (
@@ -224,6 +282,10 @@ def register(app: typer.Typer) -> None:
             raise RegistryError(f"No champion model in {root}: run `pql train`, or name a version to show.")
         meta = read_metadata(root, version)
         signature = version_signature(root, version, meta, signing_key(settings))
+        if as_json:
+            print_json(version_document(meta, version == champion, str(root / version), signature))
+            warn_if_unsigned(settings, as_json=True)
+            return
         _show(meta, version == champion, str(root / version), signature)
         warn_if_unsigned(settings)
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import json
+from typing import Annotated, Any
 
 import pandas as pd
 import typer
@@ -11,6 +12,7 @@ from rich.table import Table
 
 from pql.api import Project
 from pql.commands import cli_errors, console, settings_of
+from pql.commands.output import JSON_HELP, jsonable, print_json
 
 
 def _offer(row: object) -> str:
@@ -23,8 +25,22 @@ def _offer(row: object) -> str:
     return "\n".join(line for line in lines if line)
 
 
+def _why(row: object) -> str:
+    """The reasons, then what to say (reasons and talking points are data: escaped, never markup)."""
+    lines = [] if pd.isna(row.reasons_text) else [escape(str(row.reasons_text))]
+    if not pd.isna(row.talking_point):
+        lines.append(f"[bold]say:[/] {escape(str(row.talking_point))}")
+    return "\n".join(line for line in lines if line)
+
+
+def _accepted(row: object) -> bool:
+    """Whether sales accepted the PQL (False when the list predates the column)."""
+    accepted = getattr(row, "is_sales_accepted", None)
+    return bool(pd.notna(accepted) and accepted)
+
+
 def pql_table(pqls: pd.DataFrame, names: dict[str, str], *, show_routing: bool) -> Table:
-    """The list as a rich table: who to call, how hot, what to offer, and why."""
+    """The list as a rich table: who to call, how hot, what to offer, why, and what to say."""
     table = Table(show_lines=True, expand=True)
     table.add_column("#", justify="right", no_wrap=True)
     table.add_column("account", no_wrap=True)
@@ -36,6 +52,8 @@ def pql_table(pqls: pd.DataFrame, names: dict[str, str], *, show_routing: bool) 
         account = [escape(names.get(row.account_id, "")), f"[dim]{escape(str(row.account_id))}[/]"]
         if show_routing:
             account.append(f"-> {escape(str(row.routed_to))}")
+        if _accepted(row):
+            account.append("[green]✓ accepted by sales[/]")
         tier = "" if pd.isna(row.tier) else str(row.tier).replace("_", " ")
         grade = "" if pd.isna(row.grade) else f" · grade {row.grade}"
         fit = "" if pd.isna(row.fit_score) else f"\nfit {row.fit_score:.0f}"
@@ -44,9 +62,44 @@ def pql_table(pqls: pd.DataFrame, names: dict[str, str], *, show_routing: bool) 
             "\n".join(line for line in account if line),
             f"[bold]{row.score:.1f}[/]\n{tier}{grade}{fit}",
             _offer(row),
-            "" if pd.isna(row.reasons_text) else escape(str(row.reasons_text)),
+            _why(row),
         )
     return table
+
+
+def _text(value: object) -> str | None:
+    return None if pd.isna(value) else str(value)
+
+
+def pql_document(pqls: pd.DataFrame, *, owner: str | None, top: int) -> dict[str, Any]:
+    """The list (`Project.pqls`) as `pql pqls --json` prints it: the table's rows, best first, values
+    unrounded, every reason line, and the reasons' structured form (`reasons_detail`) as stored."""
+    rows = []
+    for place, row in enumerate(pqls.itertuples(index=False), start=1):
+        detail = _text(row.reasons_json)
+        rows.append(
+            {
+                "rank": place,
+                "account_id": str(row.account_id),
+                "name": _text(row.name),
+                "routed_to": _text(row.routed_to),
+                "score": row.score,
+                "probability": row.probability,
+                "tier": _text(row.tier),
+                "grade": _text(row.grade),
+                "fit_score": row.fit_score,
+                "playbook": _text(row.playbook),
+                "trial_days_left": row.trial_days_left,
+                "first_pql_at": row.first_pql_at,
+                "is_sales_accepted": _accepted(row),
+                "reasons": (_text(row.reasons_text) or "").splitlines(),
+                "reasons_detail": json.loads(detail) if detail else None,
+                "model_version": row.model_version,
+                "scored_at": row.scored_at,
+            }
+        )
+    as_of = pqls["as_of"].max() if not pqls.empty else None
+    return jsonable({"as_of": as_of, "owner": owner, "top": top, "count": len(rows), "pqls": rows})
 
 
 def register(app: typer.Typer) -> None:
@@ -58,10 +111,15 @@ def register(app: typer.Typer) -> None:
             str | None, typer.Option("--owner", help="Only PQLs routed to this owner (or the unowned queue).")
         ] = None,
         top: Annotated[int, typer.Option("--top", min=1, help="Show at most this many, best first.")] = 25,
+        as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
     ) -> None:
-        """Print the current PQL list with score, tier, grade, playbook, trial days left and reasons."""
+        """Print the current PQL list with score, tier, grade, playbook, trial days left, reasons and
+        what to say."""
         with Project(settings_of(ctx)) as project:
             listed = project.pqls(owner=owner, top=top)
+        if as_json:
+            print_json(pql_document(listed, owner=owner, top=top))
+            return
         names = dict(zip(listed["account_id"], listed["name"].fillna(""), strict=True))
         whose = f" routed to {owner}" if owner else ""
         if listed.empty:

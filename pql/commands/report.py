@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import pandas as pd
 import typer
@@ -12,8 +12,12 @@ from rich.table import Table
 
 from pql.clock import start_of_day, today_in
 from pql.commands import cli_errors, console, instant_option, require_database_files, settings_of
+from pql.commands.output import JSON_HELP, print_json, records
 from pql.config import ConfigError
 from pql.db import databases
+
+if TYPE_CHECKING:
+    from pql.outcomes.evaluation import SlaEvaluation
 
 REPORT_DAYS = 182
 
@@ -30,13 +34,13 @@ def _cell(value: object, kind: str = "") -> str:
     return str(value)
 
 
-def _compliance_table(by_owner: pd.DataFrame, sla_hours: int) -> Table:
-    table = Table(title=f"First touch within {sla_hours} h, per owner")
-    for column in ("owner", "PQLs", "due", "met", "late", "overdue", "pending", "compliance", "median h"):
-        table.add_column(column, justify="left" if column == "owner" else "right", no_wrap=column == "owner")
-    for row in by_owner.itertuples(index=False):
+def _compliance_table(compliance: pd.DataFrame, sla_hours: int, key: str = "owner") -> Table:
+    table = Table(title=f"First touch within {sla_hours} h, per {key}")
+    for column in (key, "PQLs", "due", "met", "late", "overdue", "pending", "compliance", "median h"):
+        table.add_column(column, justify="left" if column == key else "right", no_wrap=column == key)
+    for row in compliance.itertuples(index=False):
         table.add_row(
-            row.owner,
+            str(getattr(row, key)),
             str(row.pqls),
             str(row.due),
             str(row.met),
@@ -69,6 +73,21 @@ def _overdue_table(overdue: pd.DataFrame) -> Table:
             _cell(row.playbook),
         )
     return table
+
+
+def sla_document(result: SlaEvaluation, *, overdue_only: bool) -> dict[str, Any]:
+    """The follow-up as `pql sla --json` prints it: every row of the tables, values unrounded;
+    `by_owner` and `by_playbook` are null with --overdue, as the text then shows only the overdue list."""
+    return {
+        "as_of": result.as_of,
+        "since": result.since,
+        "sla_hours": result.sla_hours,
+        "touch_source": result.touch_source,
+        "source_line": result.source_line,
+        "by_owner": None if overdue_only else records(result.by_owner),
+        "by_playbook": None if overdue_only else records(result.by_playbook),
+        "overdue": records(result.overdue),
+    }
 
 
 def register(app: typer.Typer) -> None:
@@ -116,8 +135,10 @@ def register(app: typer.Typer) -> None:
         as_of: Annotated[
             str | None, typer.Option("--as-of", help="Judge the SLA as of this moment (default: now).")
         ] = None,
+        as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
     ) -> None:
-        """Show each owner's share of PQLs first touched within outcomes.sla_hours, and the overdue PQLs."""
+        """Show each owner's and playbook's share of PQLs first touched within outcomes.sla_hours, where the
+        touches came from, and the overdue PQLs."""
         from pql.outcomes.evaluation import evaluate_sla
 
         settings = settings_of(ctx)
@@ -128,7 +149,11 @@ def register(app: typer.Typer) -> None:
         require_database_files(settings.source_database_url, settings.crm_database_url)
         with databases(settings) as dbs:
             result = evaluate_sla(dbs, settings, since=start, as_of=now)
+        if as_json:
+            print_json(sla_document(result, overdue_only=overdue))
+            return
         if not overdue:
             console.print(_compliance_table(result.by_owner, result.sla_hours))
-            console.print(f"touches read from {result.touch_source}; PQLs since {start:%Y-%m-%d %H:%M} UTC")
+            console.print(_compliance_table(result.by_playbook, result.sla_hours, "playbook"))
+            console.print(f"{result.source_line}; PQLs since {start:%Y-%m-%d %H:%M} UTC")
         console.print(_overdue_table(result.overdue))

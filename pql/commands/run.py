@@ -6,17 +6,19 @@ still log everything to the Prefect API (the UI shows it), but the terminal gets
 
 from __future__ import annotations
 
-from contextlib import ExitStack
+from contextlib import ExitStack, nullcontext
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
 from pql.api import Project
-from pql.commands import cli_errors, console, instant_option, settings_of
+from pql.commands import cli_errors, console, errors, instant_option, settings_of
+from pql.commands.output import JSON_HELP, print_json, records, warn
+from pql.commands.progress import prefect_console_on, progress_bar
 from pql.config import config_path
 from pql.flows.runner import (  # noqa: F401 (re-exported: the commands run flows through these)
     EPHEMERAL_ATTEMPTS,
@@ -100,6 +102,38 @@ def print_summary(summary: RunSummary) -> None:
     console.print(f"run {summary.run_id} (Prefect flow run {summary.flow_run_id})", highlight=False)
 
 
+def summary_document(summary: RunSummary) -> dict[str, Any]:
+    """The run as `pql score --json` prints it: what `print_summary` shows, with every reason line of
+    the top PQLs and, for a dry run, every planned change."""
+    return {
+        "kind": summary.kind,
+        "as_of": summary.as_of,
+        "dry_run": summary.dry_run,
+        "run_id": summary.run_id,
+        "flow_run_id": summary.flow_run_id,
+        "model": {
+            "version": summary.model_version,
+            "used_fallback": summary.used_fallback,
+            "report": summary.model_report,
+            "warnings": summary.model_warnings,
+        },
+        "accounts_scored": summary.accounts_scored,
+        "pqls": summary.pqls,
+        "new_pqls": summary.new_pqls,
+        "dropped_pqls": summary.dropped_pqls,
+        "tiers": summary.tiers,
+        "ineligible": summary.ineligible,
+        "validation": summary.validation,
+        "monitoring": summary.monitoring or None,
+        "top_pqls": [
+            {**pql, "reasons": [line for line in pql["reasons"].split("\n") if line]}
+            for pql in summary.top_pqls
+        ],
+        "changes": records(summary.changes) if summary.changes is not None else None,
+        "alerts": summary.alerts,
+    }
+
+
 def register(app: typer.Typer) -> None:
     @app.command("score")
     @cli_errors
@@ -116,12 +150,18 @@ def register(app: typer.Typer) -> None:
         dry_run: Annotated[
             bool, typer.Option("--dry-run", help="Show new PQLs, dropped PQLs and tier moves; write nothing.")
         ] = False,
+        as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
     ) -> None:
         """Run the nightly scoring flow: validate, score, explain, write the PQL list to the CRM."""
         settings = settings_of(ctx)
         moment = instant_option(as_of, "--as-of", settings)
         with Project(settings, config=flow_config(ctx)) as project:
             summary = project.score(moment, dry_run=dry_run)
+        if as_json:
+            for warning in summary.model_warnings:
+                warn(warning)
+            print_json(summary_document(summary))
+            return
         print_summary(summary)
 
     @app.command("backfill")
@@ -149,11 +189,19 @@ def register(app: typer.Typer) -> None:
 
         as_of_dates(first, last, settings)  # a backwards range stops here, before any run starts
 
-        summaries = run_flow(
-            lambda: backfill_flow(
-                start=first, end=last, update_current=update_current, config=flow_config(ctx)
+        with (
+            progress_bar("backfill", "days") as progress,
+            prefect_console_on(errors) if progress else nullcontext(),
+        ):
+            summaries = run_flow(
+                lambda: backfill_flow(
+                    start=first,
+                    end=last,
+                    update_current=update_current,
+                    config=flow_config(ctx),
+                    progress=progress,
+                )
             )
-        )
         table = Table(title=f"backfill {first} .. {last}", title_justify="left")
         for header in ("as of (UTC)", "accounts", "PQLs", "new", "dropped", "validation", "run"):
             table.add_column(header)

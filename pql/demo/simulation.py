@@ -46,6 +46,7 @@ from pql.demo.catalog import (
     shares,
 )
 from pql.demo.clock import DAY_US, Calendar, times_of_day
+from pql.progress import Progress, report
 
 FREE, TRIAL, PAID = 0, 1, 2
 TRIAL_DAYS = 14
@@ -129,12 +130,17 @@ class Simulation:
 
     # ----------------------------------------------------------------------------------------- running
 
-    def event_chunks(self, chunk_rows: int = 500_000) -> Iterator[pd.DataFrame]:
-        """Simulate every day; yield the events in time order, about `chunk_rows` rows at a time."""
+    def event_chunks(
+        self, chunk_rows: int = 500_000, progress: Progress | None = None
+    ) -> Iterator[pd.DataFrame]:
+        """Simulate every day; yield the events in time order, about `chunk_rows` rows at a time.
+
+        `progress` is told the days simulated so far, of all the world's days."""
         pending: list[tuple[np.ndarray, ...]] = []
         pending_rows = 0
         for day in range(self.cal.days):
             day_events = self._simulate_day(day)
+            report(progress, day + 1, self.cal.days)
             pending.append(day_events)
             pending_rows += len(day_events[0])
             if pending_rows >= chunk_rows:

@@ -34,6 +34,7 @@ from pql.demo.accounts import accounts_frame, crm_accounts_frame, sample_account
 from pql.demo.catalog import ID_PREFIX, event_kinds
 from pql.demo.clock import calendar, from_us
 from pql.demo.simulation import PAID, TRIAL, Simulation
+from pql.progress import Progress
 from pql.schema import SourceTables, create_tables
 
 EVENT_CHUNK_ROWS = 500_000
@@ -82,11 +83,13 @@ def write_demo_world(
     days: int,
     seed: int,
     end: datetime | None = None,
+    progress: Progress | None = None,
 ) -> DemoWorldSummary:
     """Replace the demo rows of the source tables with a world of `accounts` over the `days` before `end`.
 
     `end` (naive UTC, exclusive) defaults to the start of today in `settings.zone`. The same `seed` and
-    `end` always give the same rows. Missing source tables are created first.
+    `end` always give the same rows. Missing source tables are created first. `progress` is told the
+    days simulated (their events written as they fill a chunk), of `days`.
     """
     if accounts < 1 or days < 1:
         raise ValueError(f"a demo world needs at least one account and one day (got {accounts=}, {days=})")
@@ -103,7 +106,7 @@ def write_demo_world(
     with _transaction(engine) as conn:
         _delete_previous_world(conn, tables)
     events = 0
-    for chunk in simulation.event_chunks(EVENT_CHUNK_ROWS):
+    for chunk in simulation.event_chunks(EVENT_CHUNK_ROWS, progress):
         with _transaction(engine) as conn:
             events += bulk_insert(conn, tables.events, chunk)
     plans = settings.plans

@@ -37,6 +37,7 @@ from pql.loading.contract import DEDUP_KEYS, QUARANTINE_COLUMNS, ColumnPlan
 from pql.loading.readers import DEFAULT_CHUNK_ROWS, RawChunk, read_chunks
 from pql.loading.rows import first_plan, holds_ids, normalise
 from pql.locks import LockBusy, file_lock
+from pql.progress import Progress, report
 from pql.schema import create_tables, output_tables, source_tables
 
 LOAD_LOCK_TIMEOUT_SECONDS = 600.0
@@ -121,8 +122,10 @@ def _stage(
     batch_id: str,
     loaded_at: datetime,
     derive_ids: bool,
+    progress: Progress | None = None,
 ) -> _Staging:
-    """Normalise every chunk: good rows into `staging`, the others into `quarantine`.
+    """Normalise every chunk: good rows into `staging`, the others into `quarantine`; `progress` is told
+    the rows read so far after each chunk (the total is not known before the end of the file).
 
     Raises `_IdsFurtherOn` when ids are derived but a later chunk has some."""
     found = _Staging()
@@ -152,6 +155,7 @@ def _stage(
             found.problems["unreadable line"] += len(chunk.unreadable)
         found.epoch_units = result.epoch_units
         found.columns.update(dict.fromkeys(chunk.columns))
+        report(progress, found.input_rows, None)
     return found
 
 
@@ -166,6 +170,7 @@ def load_file(
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     loaded_at: datetime | None = None,
     lock_timeout_seconds: float = LOAD_LOCK_TIMEOUT_SECONDS,
+    progress: Progress | None = None,
 ) -> LoadReport:
     """Load `path` into the contract table `table`, all or nothing.
 
@@ -175,10 +180,16 @@ def load_file(
     get ids derived from their rows (`derived_event_ids`).
 
     Loads into one table take turns (`load_lock`): a load waits up to `lock_timeout_seconds` for
-    another one to finish, then raises `LoadBusy`.
+    another one to finish, then raises `LoadBusy`. `progress` is told the rows read so far, chunk by
+    chunk (from 0 again if the file is read a second time).
     """
     loaded_at = loaded_at or datetime.now(UTC).replace(tzinfo=None)
-    arguments: dict[str, Any] = {"fmt": fmt, "mapping": mapping or {}, "chunk_rows": chunk_rows}
+    arguments: dict[str, Any] = {
+        "fmt": fmt,
+        "mapping": mapping or {},
+        "chunk_rows": chunk_rows,
+        "progress": progress,
+    }
     target = getattr(source_tables(names), table).name
     try:
         with load_lock(engine, target, timeout_seconds=lock_timeout_seconds, holder=f"pql load {path.name}"):
@@ -290,6 +301,7 @@ def _load(
     chunk_rows: int,
     loaded_at: datetime,
     derive_ids: bool,
+    progress: Progress | None = None,
 ) -> LoadReport:
     """One attempt at `load_file`, in one transaction."""
     batch_id = uuid.uuid4().hex
@@ -314,6 +326,7 @@ def _load(
                     batch_id=batch_id,
                     loaded_at=loaded_at,
                     derive_ids=derive_ids,
+                    progress=progress,
                 )
                 in_file, in_table = _remove_duplicates(conn, staging, target, DEDUP_KEYS[table], found.staged)
                 columns = list(target.columns)

@@ -19,7 +19,13 @@ from pql.outcomes.cohorts import (
     snapshot_outcomes,
     weekly_run_ids,
 )
-from pql.outcomes.sla import compliance_by_owner, overdue_pqls, pql_owners, sla_status
+from pql.outcomes.sla import (
+    compliance_by_owner,
+    compliance_by_playbook,
+    overdue_pqls,
+    pql_owners,
+    sla_status,
+)
 from pql.outcomes.uplift import Uplift, uplift_estimate
 
 
@@ -33,7 +39,15 @@ class SlaEvaluation:
     touch_source: str
     status: pd.DataFrame
     by_owner: pd.DataFrame
+    by_playbook: pd.DataFrame
     overdue: pd.DataFrame
+
+    @property
+    def source_line(self) -> str:
+        """Where the first touches came from, as the CLI and the report state it."""
+        if self.touch_source == io.ACTIVITIES_SOURCE:
+            return f"follow-up from {io.ACTIVITIES_SOURCE}"
+        return f"follow-up from {io.LAST_TOUCH_SOURCE} (no activities table)"
 
 
 @dataclass(frozen=True)
@@ -59,13 +73,15 @@ class Evaluation:
 
 
 def evaluate_sla(dbs: Databases, settings: Settings, *, since: datetime, as_of: datetime) -> SlaEvaluation:
-    """SLA status of each treated PQL that entered in [since, as_of), per-owner compliance, overdue list."""
+    """SLA status of each treated PQL that entered in [since, as_of), compliance per owner and per
+    playbook, the overdue list. First touches come from `crm_activities` when it is in use, else from
+    `crm_accounts.last_touch_at`; `touch_source` says which."""
     entries = io.pql_entries(dbs.crm, dbs.output_tables, since=since, until=as_of)
     treated = entries[~entries["is_control"]].copy()
     treated["owner"] = pql_owners(
         treated, io.crm_owners(dbs.source, dbs.source_tables), settings.scoring.unowned_queue
     )
-    touches, source = io.touches(dbs.source, dbs.source_tables, since=since, until=as_of)
+    touches, source = io.touches(dbs.source, dbs.source_tables, treated, since=since, until=as_of)
     status = sla_status(treated, touches, sla_hours=settings.outcomes.sla_hours, as_of=as_of)
     return SlaEvaluation(
         as_of=as_of,
@@ -74,6 +90,7 @@ def evaluate_sla(dbs: Databases, settings: Settings, *, since: datetime, as_of: 
         touch_source=source,
         status=status,
         by_owner=compliance_by_owner(status),
+        by_playbook=compliance_by_playbook(status),
         overdue=overdue_pqls(status, io.current_pqls(dbs.crm, dbs.output_tables)),
     )
 

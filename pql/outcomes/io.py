@@ -5,9 +5,9 @@ The score history can hold one row per account per nightly run, so the reduction
 live in the CRM database and the contract tables in the source database, which may be different
 servers: the joins between them happen in pandas, on per-account rows.
 
-Optional touch data: a table or view named `crm_activities` (`account_id`, `owner`, `occurred_at`) in
-the source database. When it exists, the first touch after a PQL is exact; otherwise the CRM's
-`crm_accounts.last_touch_at` is the only touch visible.
+Follow-up touches: the contract's optional `crm_activities` table when it is in use (exists and holds
+rows), reduced in the database to each PQL's first activity; otherwise the CRM's
+`crm_accounts.last_touch_at`, the only touch visible without it.
 """
 
 from __future__ import annotations
@@ -18,21 +18,14 @@ from datetime import datetime
 import pandas as pd
 import sqlalchemy as sa
 
-from pql.schema import ID, TIMESTAMP, OutputTables, SourceTables
+from pql.schema import ID, TIMESTAMP, OutputTables, SourceTables, in_use
 
-ACTIVITIES_TABLE = "crm_activities"
+ACTIVITIES_SOURCE = "crm_activities"
 LAST_TOUCH_SOURCE = "crm_accounts.last_touch_at"
-
-
-def activities_table(metadata: sa.MetaData | None = None) -> sa.Table:
-    """The optional touch log: one row per sales activity (call, email, meeting) on an account."""
-    return sa.Table(
-        ACTIVITIES_TABLE,
-        metadata or sa.MetaData(),
-        sa.Column("account_id", ID, nullable=False),
-        sa.Column("owner", sa.Text),
-        sa.Column("occurred_at", TIMESTAMP, nullable=False),
-    )
+TOUCH_COLUMNS = ["account_id", "touched_at", "touched_by", "activity_type"]
+# PQLs sent to the database per statement as a VALUES list: two parameters each, well under the
+# parameter limits of SQLite (32,766) and PostgreSQL (65,535).
+PQLS_PER_STATEMENT = 2_000
 
 
 def _frame(engine: sa.Engine, statement: sa.Select, columns: Sequence[str]) -> pd.DataFrame:
@@ -199,25 +192,78 @@ def crm_owners(engine: sa.Engine, tables: SourceTables) -> pd.DataFrame:
     return _frame(engine, sa.select(c.c.account_id, c.c.owner), ["account_id", "owner"])
 
 
-def touches(
+def last_touches(
     engine: sa.Engine, tables: SourceTables, *, since: datetime, until: datetime
-) -> tuple[pd.DataFrame, str]:
-    """Sales touches with `since <= touched_at <= until` (account_id, touched_at), and where they came from.
+) -> pd.DataFrame:
+    """`crm_accounts.last_touch_at` with `since <= last_touch_at <= until`, as touches (TOUCH_COLUMNS;
+    who touched and how is unknown)."""
+    c = tables.crm_accounts
+    statement = sa.select(c.c.account_id, c.c.last_touch_at).where(
+        c.c.last_touch_at >= since, c.c.last_touch_at <= until
+    )
+    frame = _frame(engine, statement, ["account_id", "touched_at"])
+    return _instants(frame.assign(touched_by=None, activity_type=None), "touched_at")[TOUCH_COLUMNS]
 
-    From `crm_activities` when that table or view exists, else from `crm_accounts.last_touch_at`.
+
+def first_activities(
+    engine: sa.Engine, tables: SourceTables, pqls: pd.DataFrame, *, until: datetime
+) -> pd.DataFrame:
+    """Each PQL's first sales activity: the earliest `crm_activities` row on its account at or after its
+    `entered_at` and strictly before `until` (an activity not yet logged at `until` is not known then).
+
+    `pqls` has one row per account (account_id, entered_at); they travel to the database as a VALUES
+    list, so only one row per touched PQL comes back. Any activity on the account counts, whoever logged
+    it; `touched_by` is the activity's owner. Ties at the same instant go to the lowest activity_id.
+    Columns: TOUCH_COLUMNS.
     """
-    with engine.connect() as conn:
-        has_activities = sa.inspect(conn).has_table(ACTIVITIES_TABLE)
-    if has_activities:
-        a = activities_table()
-        statement = sa.select(a.c.account_id, a.c.occurred_at).where(
-            a.c.occurred_at >= since, a.c.occurred_at <= until
+    a = tables.crm_activities
+    rows = [
+        (str(account_id), pd.Timestamp(entered_at).to_pydatetime())
+        for account_id, entered_at in zip(pqls["account_id"], pqls["entered_at"], strict=True)
+        if pd.notna(entered_at)
+    ]
+    parts = [pd.DataFrame({name: pd.Series(dtype=object) for name in TOUCH_COLUMNS})]
+    for start in range(0, len(rows), PQLS_PER_STATEMENT):
+        # A CTE with named columns: SQLite takes VALUES there but not as an aliased FROM item.
+        entered = (
+            sa.values(sa.column("account_id", ID), sa.column("entered_at", TIMESTAMP), name="pql_entries")
+            .data(rows[start : start + PQLS_PER_STATEMENT])
+            .cte("pql_entries")
         )
-        source = ACTIVITIES_TABLE
-    else:
-        c = tables.crm_accounts
-        statement = sa.select(c.c.account_id, c.c.last_touch_at).where(
-            c.c.last_touch_at >= since, c.c.last_touch_at <= until
+        ranked = (
+            sa.select(
+                entered.c.account_id,
+                a.c.occurred_at.label("touched_at"),
+                a.c.owner.label("touched_by"),
+                a.c.activity_type,
+                sa.func.row_number()
+                .over(partition_by=entered.c.account_id, order_by=(a.c.occurred_at, a.c.activity_id))
+                .label("rank"),
+            )
+            .select_from(entered)
+            .join(
+                a,
+                sa.and_(
+                    a.c.account_id == entered.c.account_id,
+                    a.c.occurred_at >= entered.c.entered_at,
+                    a.c.occurred_at < until,
+                ),
+            )
+            .subquery("ranked")
         )
-        source = LAST_TOUCH_SOURCE
-    return _instants(_frame(engine, statement, ["account_id", "touched_at"]), "touched_at"), source
+        statement = sa.select(*(ranked.c[name] for name in TOUCH_COLUMNS)).where(ranked.c.rank == 1)
+        parts.append(_frame(engine, statement, TOUCH_COLUMNS))
+    return _instants(pd.concat(parts, ignore_index=True), "touched_at")
+
+
+def touches(
+    engine: sa.Engine, tables: SourceTables, pqls: pd.DataFrame, *, since: datetime, until: datetime
+) -> tuple[pd.DataFrame, str]:
+    """The touches that decide each PQL's follow-up (TOUCH_COLUMNS), and where they came from.
+
+    From `crm_activities` when it is in use: each PQL's first activity (`first_activities`); else from
+    `crm_accounts.last_touch_at` within `[since, until]` (`last_touches`).
+    """
+    if in_use(engine, tables.crm_activities):
+        return first_activities(engine, tables, pqls, until=until), ACTIVITIES_SOURCE
+    return last_touches(engine, tables, since=since, until=until), LAST_TOUCH_SOURCE

@@ -193,6 +193,7 @@ def _figure_html(figure: Figure | None, alt: str, empty: str) -> str:
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{_png(figure)}">'
 
 
+SLA_FORMATS: dict[str, Formatter] = {"compliance": _percent, "median_hours_to_first_touch": _number(1)}
 RATE_FORMATS: dict[str, Formatter] = {
     "conversion_rate": _percent,
     "pql_rate": _percent,
@@ -349,14 +350,17 @@ def render_report(evaluation: Evaluation, settings: Settings) -> str:
         "<h2>Attributable lift (control group)</h2>",
         _uplift_html(evaluation, settings),
         "<h2>Follow-up SLA</h2>",
+        f'<p class="source">{html.escape(sla.source_line.capitalize())}.</p>',
         '<p class="note">'
         + html.escape(
-            f"First touch within {sla.sla_hours} hours of becoming a PQL, from {sla.touch_source}; "
+            f"First touch within {sla.sla_hours} hours of becoming a PQL; "
             f"compliance = met / due (PQLs whose deadline has passed)."
         )
         + "</p>",
         _figure_html(sla_figure(sla.by_owner, sla.sla_hours), "SLA compliance by owner", "No PQL due yet."),
-        html_table(sla.by_owner, {"compliance": _percent, "median_hours_to_first_touch": _number(1)}),
+        html_table(sla.by_owner, SLA_FORMATS),
+        "<h3>By playbook</h3>",
+        html_table(sla.by_playbook, SLA_FORMATS),
         f"<h3>Overdue PQLs ({len(sla.overdue)})</h3>",
         html_table(overdue, {"hours_overdue": _number(1), "score": _number(0)})
         if not overdue.empty

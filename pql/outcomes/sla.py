@@ -9,7 +9,8 @@ A PQL's deadline is `entered_at + sla_hours`. Its first touch is the earliest to
 - `pending`: not touched, and the deadline has not passed yet (not counted in compliance).
 
 With only `crm_accounts.last_touch_at`, the last touch is the only one visible, so an account touched
-on time and again later looks late; a `crm_activities` table makes the first touch exact.
+on time and again later looks late; a `crm_activities` table makes the first touch exact. Compliance is
+reported per owner (the rep or queue the PQL was routed to) and per playbook.
 """
 
 from __future__ import annotations
@@ -34,17 +35,18 @@ def pql_owners(entries: pd.DataFrame, crm: pd.DataFrame, unowned_queue: str) -> 
 
 def sla_status(pqls: pd.DataFrame, touches: pd.DataFrame, *, sla_hours: int, as_of: datetime) -> pd.DataFrame:
     """`pqls` (account_id, owner, entered_at, ...) with deadline, first_touch_at, hours_to_first_touch,
-    status and hours_overdue, as known at `as_of`. PQLs that entered at or after `as_of` are left out."""
+    status and hours_overdue, as known at `as_of`. PQLs that entered at or after `as_of` are left out.
+
+    `touches` has account_id and touched_at; its other columns (who touched, how) come along with the
+    first touch."""
     now = pd.Timestamp(as_of)
     due = pqls[pd.to_datetime(pqls["entered_at"]) < now].copy()
     due["entered_at"] = pd.to_datetime(due["entered_at"]).astype("datetime64[ns]")
     due["account_id"] = due["account_id"].astype(str)
     due["_order"] = range(len(due))
-    seen = pd.DataFrame(
-        {
-            "account_id": touches["account_id"].astype(str),
-            "first_touch_at": pd.to_datetime(touches["touched_at"]).astype("datetime64[ns]"),
-        }
+    seen = touches.drop(columns="touched_at").assign(
+        account_id=touches["account_id"].astype(str),
+        first_touch_at=pd.to_datetime(touches["touched_at"]).astype("datetime64[ns]"),
     )
     seen = seen[seen["first_touch_at"].notna() & (seen["first_touch_at"] <= now)].sort_values(
         "first_touch_at"
@@ -71,15 +73,17 @@ def sla_status(pqls: pd.DataFrame, touches: pd.DataFrame, *, sla_hours: int, as_
 
 
 COMPLIANCE_COLUMNS = ["owner", "pqls", "due", *STATUSES, "compliance", "median_hours_to_first_touch"]
+FIGURES = COMPLIANCE_COLUMNS[1:]
+NO_PLAYBOOK = "(none)"
 
 
-def _compliance(owner: str, status: pd.DataFrame) -> dict[str, object]:
+def _compliance(key: str, label: str, status: pd.DataFrame) -> dict[str, object]:
     counts = status["status"].value_counts()
     row: dict[str, object] = {name: int(counts.get(name, 0)) for name in STATUSES}
     due = len(status) - int(row["pending"])
     return {
         **row,
-        "owner": owner,
+        key: label,
         "pqls": len(status),
         "due": due,
         "compliance": row["met"] / due if due else float("nan"),
@@ -87,15 +91,28 @@ def _compliance(owner: str, status: pd.DataFrame) -> dict[str, object]:
     }
 
 
+def _compliance_by(status: pd.DataFrame, keys: pd.Series, key: str, total: str) -> pd.DataFrame:
+    columns = [key, *FIGURES]
+    groups = pd.DataFrame(
+        [_compliance(key, str(name), group) for name, group in status.groupby(keys, sort=True)],
+        columns=columns,
+    ).sort_values(["compliance", key], na_position="last")
+    overall = pd.DataFrame([_compliance(key, total, status)], columns=columns)
+    return pd.concat([groups, overall], ignore_index=True)[columns]
+
+
 def compliance_by_owner(status: pd.DataFrame) -> pd.DataFrame:
     """Per owner: pqls, due (all but pending), met, late, overdue, pending, compliance (met / due) and
     median_hours_to_first_touch. Worst compliance first; an 'all owners' row last."""
-    owners = pd.DataFrame(
-        [_compliance(str(owner), group) for owner, group in status.groupby("owner", sort=True)],
-        columns=COMPLIANCE_COLUMNS,
-    ).sort_values(["compliance", "owner"], na_position="last")
-    total = pd.DataFrame([_compliance("all owners", status)], columns=COMPLIANCE_COLUMNS)
-    return pd.concat([owners, total], ignore_index=True)[COMPLIANCE_COLUMNS]
+    return _compliance_by(status, status["owner"], "owner", "all owners")
+
+
+def compliance_by_playbook(status: pd.DataFrame) -> pd.DataFrame:
+    """The same figures per playbook (a PQL without one counts under '(none)'). Worst compliance first;
+    an 'all playbooks' row last."""
+    playbooks = status["playbook"] if "playbook" in status else pd.Series(None, index=status.index)
+    keys = playbooks.where(playbooks.notna(), NO_PLAYBOOK).astype(str)
+    return _compliance_by(status, keys, "playbook", "all playbooks")
 
 
 def overdue_pqls(status: pd.DataFrame, current: pd.DataFrame) -> pd.DataFrame:

@@ -23,8 +23,10 @@ _COLUMNS = {
     "users": ["user_id", "account_id", "created_at", "role"],
     "events": ["event_id", "user_id", "account_id", "event_name", "occurred_at", "properties"],
     "plan_changes": ["account_id", "changed_at", "from_plan", "to_plan", "trial_ends_at", "mrr"],
+    "opportunities": ["opportunity_id", "account_id", "created_at", "stage", "amount", "closed_at", "is_won"],
+    "crm_activities": ["activity_id", "account_id", "owner", "occurred_at", "activity_type", "outcome"],
 }
-_TIMESTAMPS = {"created_at", "occurred_at", "changed_at", "trial_ends_at"}
+_TIMESTAMPS = {"created_at", "occurred_at", "changed_at", "trial_ends_at", "closed_at"}
 
 
 class World:
@@ -102,6 +104,42 @@ class World:
         )
         return self
 
+    def opportunity(
+        self,
+        account_id: str,
+        created_at: datetime,
+        closed_at: datetime | None = None,
+        *,
+        is_won: bool | None = None,
+    ) -> World:
+        """An opportunity: open while `closed_at` is None, else won or lost by `is_won`."""
+        stage = "open" if closed_at is None else ("closed won" if is_won else "closed lost")
+        self.rows["opportunities"].append(
+            {
+                "opportunity_id": f"o{len(self.rows['opportunities']):04d}",
+                "account_id": account_id,
+                "created_at": created_at,
+                "stage": stage,
+                "amount": 1200.0,
+                "closed_at": closed_at,
+                "is_won": is_won,
+            }
+        )
+        return self
+
+    def activity(self, account_id: str, occurred_at: datetime, activity_type: str = "call") -> World:
+        self.rows["crm_activities"].append(
+            {
+                "activity_id": f"act{len(self.rows['crm_activities']):04d}",
+                "account_id": account_id,
+                "owner": "ana@example.com",
+                "occurred_at": occurred_at,
+                "activity_type": activity_type,
+                "outcome": None,
+            }
+        )
+        return self
+
     def frame(self, table: str) -> pd.DataFrame:
         """The rows of `table` with the dtypes the database columns expect."""
         frame = pd.DataFrame(self.rows[table], columns=_COLUMNS[table])
@@ -110,8 +148,10 @@ class World:
                 frame[column] = pd.to_datetime(frame[column]).astype("datetime64[us]")
             elif column == "employees":
                 frame[column] = pd.array(frame[column].tolist(), dtype="Int64")
-            elif column == "mrr":
+            elif column in ("mrr", "amount"):
                 frame[column] = frame[column].astype("float64")
+            elif column == "is_won":
+                frame[column] = pd.array(frame[column].tolist(), dtype="boolean")
             else:
                 frame[column] = frame[column].astype(object)
         return frame
@@ -195,4 +235,10 @@ def mixed_world(settings: Settings, seed: int = 7) -> World:
     world.plan_change("a3", AS_OF - 10 * DAY, "paid", from_plan="free")
     world.plan_change("a5", AS_OF, "trial", trial_ends_at=AS_OF + 14 * DAY)
     world.plan_change("a6", AS_OF + 2 * DAY, "free")
+    # Opportunities on the boundaries: one closed exactly at the first snapshot (still open then), one
+    # created exactly at as_of (open only from the next snapshot), won ones before and between snapshots.
+    world.opportunity("a2", AS_OF - 30 * DAY, MIXED_AS_OF[0], is_won=False)
+    world.opportunity("a4", AS_OF - 60 * DAY, AS_OF - 20 * DAY, is_won=True)
+    world.opportunity("a4", AS_OF)
+    world.opportunity("a5", AS_OF + timedelta(hours=1), AS_OF + 2 * DAY, is_won=True)
     return world

@@ -14,7 +14,8 @@ from datetime import datetime
 
 import pandas as pd
 
-from pql.config import KeyEvent, Settings
+from pql.config import SALES_LABELS, KeyEvent, Settings
+from pql.features.builder import OPPORTUNITY_COLUMNS
 from pql.features.catalog import feature_specs, key_event_columns
 
 DAY = pd.Timedelta(days=1)
@@ -23,6 +24,7 @@ DAY = pd.Timedelta(days=1)
 def expected_dtypes(settings: Settings) -> dict[str, str]:
     """The dtype of every builder column, whatever the database."""
     dtypes = {"account_id": "str", "as_of": "datetime64[us]", "is_eligible": "bool"}
+    dtypes |= dict.fromkeys(OPPORTUNITY_COLUMNS, "datetime64[us]")
     for spec in feature_specs(settings):
         if spec.kind == "categorical":
             dtypes[spec.name] = "str"
@@ -90,6 +92,7 @@ def _account_row(
     events: pd.DataFrame,
     users: pd.DataFrame,
     changes: pd.DataFrame,
+    opportunities: pd.DataFrame,
     settings: Settings,
 ) -> dict:
     past = events[events["occurred_at"] < as_of]
@@ -134,8 +137,24 @@ def _account_row(
     row["employees"] = math.nan if pd.isna(account["employees"]) else float(account["employees"])
     row["industry"] = account["industry"]
     row["country"] = account["country"]
-    row["is_eligible"] = row["plan"] != "paid"
+    row |= _opportunity_row(opportunities, as_of)
+    row["is_eligible"] = (
+        row["plan"] != "paid"
+        and pd.isna(row["open_opportunity_created_at"])
+        and (settings.features.label not in SALES_LABELS or pd.isna(row["won_opportunity_closed_at"]))
+    )
     return row
+
+
+def _opportunity_row(opportunities: pd.DataFrame, as_of: pd.Timestamp) -> dict:
+    """The earliest creation of an opportunity open at as_of, the latest close of one won before it."""
+    before = opportunities[opportunities["created_at"] < as_of]
+    still_open = before[before["closed_at"].isna() | (before["closed_at"] >= as_of)]
+    won = before[before["is_won"].fillna(False).astype(bool) & (before["closed_at"] < as_of)]
+    return {
+        "open_opportunity_created_at": still_open["created_at"].min(),
+        "won_opportunity_closed_at": won["closed_at"].max(),
+    }
 
 
 def reference_features(
@@ -148,6 +167,8 @@ def reference_features(
         frames["events"],
         frames["plan_changes"],
     )
+    none = pd.DataFrame({"account_id": [], "created_at": [], "closed_at": [], "is_won": []})
+    opportunities = frames.get("opportunities", none)
     rows = []
     for moment in sorted(set(as_of)):
         stamp = pd.Timestamp(moment)
@@ -162,9 +183,16 @@ def reference_features(
                     events[events["account_id"] == account_id],
                     users[users["account_id"] == account_id],
                     changes[changes["account_id"] == account_id],
+                    opportunities[opportunities["account_id"] == account_id],
                     settings,
                 )
             )
-    columns = ["account_id", "as_of", *(spec.name for spec in feature_specs(settings)), "is_eligible"]
+    columns = [
+        "account_id",
+        "as_of",
+        *(spec.name for spec in feature_specs(settings)),
+        "is_eligible",
+        *OPPORTUNITY_COLUMNS,
+    ]
     frame = pd.DataFrame(rows, columns=columns)
     return frame.astype(expected_dtypes(settings))

@@ -6,10 +6,9 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 import pandas as pd
-import pytest
 from feature_worlds import AS_OF, DAY, World, load_world
 
-from pql.config import ConfigError, Settings, load_settings
+from pql.config import Settings, load_settings
 from pql.features.labels import build_labels
 
 HORIZON = 30 * DAY
@@ -76,7 +75,16 @@ def test_labels_have_one_row_per_account_created_before_as_of(duckdb_url: str, s
 
     labels = labels_of(duckdb_url, world, settings)
 
-    assert list(labels.columns) == ["account_id", "as_of", "label", "is_censored"]
+    assert list(labels.columns) == [
+        "account_id",
+        "as_of",
+        "label",
+        "label_converted_to_paid",
+        "label_opportunity_created",
+        "label_closed_won",
+        "label_converted_or_won",
+        "is_censored",
+    ]
     assert list(labels["account_id"]) == ["a1", "a3"]
 
 
@@ -98,12 +106,3 @@ def test_labels_are_the_same_on_every_database(any_db_url: str, settings: Settin
 
     assert list(labels["label"]) == [1, 0, 0, 0, 1, 0, 0, 1, 0]
     assert list(labels["is_censored"]) == [False] * 6 + [True] * 3
-
-
-def test_the_opportunity_label_is_refused_because_the_crm_has_no_history(
-    duckdb_url: str, settings: Settings
-) -> None:
-    settings = load_settings(None, features={"label": "opportunity_created"})
-
-    with pytest.raises(ConfigError, match=r"opportunity_created.*point-in-time.*has_open_opportunity"):
-        labels_of(duckdb_url, World().account("a1"), settings)

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from feature_worlds import AS_OF, DAY, World, load_world
 
-from pql.config import Settings, load_settings
+from pql.config import LABELS, Settings, load_settings
 from pql.db import DataError
 from pql.features.builder import build_features
 from pql.features.training import data_end, snapshot_dates, training_set
@@ -116,7 +116,8 @@ def test_the_training_set_rows_are_the_scoring_builders_rows(history: tuple) -> 
 
     built = build_features(engine, tables, settings, sorted(set(rows["as_of"])))
     same_keys = rows[["account_id", "as_of"]].merge(built, on=["account_id", "as_of"])
-    pd.testing.assert_frame_equal(rows.drop(columns="label"), same_keys)
+    labels = ["label", *(f"label_{name}" for name in LABELS)]
+    pd.testing.assert_frame_equal(rows.drop(columns=labels), same_keys)
 
 
 def test_the_training_set_is_sorted_by_as_of_then_account(history: tuple) -> None:

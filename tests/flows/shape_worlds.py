@@ -5,6 +5,8 @@
 - `no_trials`: free to paid directly, no trial ever, no firmographics at all.
 - `attributes_only`: no event at all; a signup channel on the accounts table and a dated "Seats"
   attribute drive conversion.
+- `with_opportunities`: the hybrid motion; sales opportunities (and activities) follow the same signal
+  events as self-serve conversions, and the label is a deal won.
 
 Each world is built from a seed, deterministic, and written into a real database with the loader's
 tables, so the commands see it as a user's own database.
@@ -207,6 +209,69 @@ def attributes_only(seed: int = 3, accounts: int = 420) -> ShapeWorld:
     return ShapeWorld("attributes_only", tables, settings)
 
 
+def _opportunities(
+    rng: np.random.Generator, accounts: pd.DataFrame, events: pd.DataFrame, signal: tuple[str, ...]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Opportunities and sales activities: sales opens an opportunity soon after an account's fifth
+    signal event (and now and then on no signal at all), calls first, and wins about 60% of them within
+    three weeks; one not closed by the end of the data is still open."""
+    keen = events[events["event_name"].isin(signal)].sort_values("occurred_at")
+    fifth = keen.groupby("account_id")["occurred_at"].nth(4)
+    fifth = pd.Series(fifth.to_numpy(), index=keen.loc[fifth.index, "account_id"])
+    opportunities, activities = [], []
+    for account_id, created in accounts[["account_id", "created_at"]].itertuples(index=False):
+        if account_id in fifth.index and rng.random() < 0.8:
+            opened = fifth[account_id] + timedelta(days=float(rng.uniform(0.5, 4)))
+        elif rng.random() < 0.05:
+            opened = created + timedelta(days=float(rng.uniform(5, 60)))
+        else:
+            continue
+        if opened >= END:
+            continue
+        activities.append(
+            (f"act-{len(activities):05d}", account_id, "ana@example.com", opened - DAY, "call", None)
+        )
+        closes = opened + timedelta(days=float(rng.uniform(3, 21)))
+        won = bool(rng.random() < 0.6)
+        closed = closes if closes < END else None
+        stage = "open" if closed is None else ("closed won" if won else "closed lost")
+        opportunities.append(
+            (
+                f"opp-{len(opportunities):05d}",
+                account_id,
+                opened,
+                stage,
+                4800.0,
+                closed,
+                won if closed else None,
+            )
+        )
+    return (
+        pd.DataFrame(
+            opportunities,
+            columns=["opportunity_id", "account_id", "created_at", "stage", "amount", "closed_at", "is_won"],
+        ).astype({"is_won": "boolean"}),
+        pd.DataFrame(
+            activities,
+            columns=["activity_id", "account_id", "owner", "occurred_at", "activity_type", "outcome"],
+        ),
+    )
+
+
+def with_opportunities(seed: int = 4, accounts: int = 420) -> ShapeWorld:
+    """A hybrid motion: self-serve conversions and sales opportunities, both following the same signal
+    events; trained on `closed_won`."""
+    signal = ("Request Demo", "Invite Teammate")
+    world = _world("with_opportunities", seed, accounts, ("login", "view_dashboard"), signal, trial=False)
+    rng = np.random.default_rng(seed + 100)
+    opportunities, activities = _opportunities(rng, world.tables["accounts"], world.tables["events"], signal)
+    world.tables["opportunities"] = opportunities
+    world.tables["crm_activities"] = activities
+    world.settings["key_events"] = list(signal)
+    world.settings["features"] = {"label": "closed_won"}
+    return world
+
+
 def write_world(world: ShapeWorld, url: str) -> None:
     """Create the contract tables at `url` (with the world's declared attributes) and insert its rows."""
     settings = load_settings(None, **{k: v for k, v in world.settings.items() if k == "tables"})
@@ -224,7 +289,16 @@ def write_world(world: ShapeWorld, url: str) -> None:
 
 def _typed(frame: pd.DataFrame) -> pd.DataFrame:
     frame = frame.copy()
-    for column in ("created_at", "occurred_at", "changed_at", "trial_ends_at", "valid_from", "last_touch_at"):
+    timestamps = (
+        "created_at",
+        "occurred_at",
+        "changed_at",
+        "trial_ends_at",
+        "valid_from",
+        "last_touch_at",
+        "closed_at",
+    )
+    for column in timestamps:
         if column in frame:
             frame[column] = pd.to_datetime(frame[column]).astype("datetime64[us]")
     return frame

@@ -338,6 +338,8 @@ def test_a_nightly_run_whose_alerts_all_fail_still_succeeds_with_its_scores_writ
     first = webhook.bodies[0]
     assert first["text"].startswith(f"{min(10, int((scores['routed_to'] == owners[0]).sum()))} new PQL")
     assert "https://crm.example.com/accounts/" in first["blocks"][1]["text"]["text"]
+    sections = [block["text"]["text"] for body in webhook.bodies for block in body["blocks"][1:]]
+    assert any("\n_Say:_ " in text for text in sections)  # the stored talking point, when a PQL has one
     recorded = json.loads(run["alerts_json"])
     assert (recorded["attempted"], recorded["succeeded"], recorded["failed"]) == (len(owners), 0, len(owners))
     assert (
@@ -373,3 +375,16 @@ def test_pql_score_prints_one_line_on_the_alerts_and_exits_0_when_one_owner_fail
         in result.output
     )
     assert len(webhook.requests) == owners + 2 and TOKEN not in result.output
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("prefect_api")
+def test_pql_score_json_carries_the_alerts_line(
+    world: World, webhook: Webhook, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PQL_ALERTS__WEBHOOK_URL", webhook.url)
+    args = ["--config", world.config, "score", "--as-of", f"{world.end:%Y-%m-%d}", "--json"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    owners = len(webhook.requests)
+    assert json.loads(result.stdout)["alerts"] == f"alerts: {owners} of {owners} owners notified"

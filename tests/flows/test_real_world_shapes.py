@@ -1,5 +1,6 @@
 """Data shaped like real products, not like the demo: `pql inspect`, `pql train`, `pql score` and
-`pql pqls` work end to end on each shape, on DuckDB and PostgreSQL, and the reasons name the right things."""
+`pql pqls` work end to end on each shape, on DuckDB and PostgreSQL, and the reasons and talking points
+name the right things."""
 
 from __future__ import annotations
 
@@ -95,6 +96,15 @@ def test_event_names_as_trackers_emit_them_train_score_and_explain(
     said = _reasons(scores)
     assert "Submit Upgrade:" in said or "Add Friend:" in said
     assert "submit_upgrade" not in said
+    talking_points = scores.loc[scores["is_pql"].astype(bool), "talking_point"]
+    assert talking_points.notna().all()
+    told = "\n".join(talking_points)
+    generic = [
+        f"they use {name} a lot: ask what they are building with it"
+        for name in ("Submit Upgrade", "Add Friend")
+    ]
+    assert any(line in told for line in generic)
+    assert "submit_upgrade" not in told and "add_friend" not in told
 
 
 @pytest.mark.slow

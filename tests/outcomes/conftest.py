@@ -93,6 +93,15 @@ class World:
         }
         insert(self.engine, self.source.crm_accounts, ({**defaults, **row} for row in rows))
 
+    def activities(self, rows: Iterable[dict[str, object]]) -> None:
+        """`crm_activities` rows; activity ids are numbered in order unless given."""
+        defaults = {"owner": None, "activity_type": "email", "outcome": None}
+        insert(
+            self.engine,
+            self.source.crm_activities,
+            ({**defaults, "activity_id": f"act-{number:04d}", **row} for number, row in enumerate(rows)),
+        )
+
 
 @contextmanager
 def shared_world(

@@ -55,7 +55,9 @@ def test_reads_agree_on_every_engine(any_db_url: str, settings: Settings) -> Non
         changes = io.plan_changes(world.engine, world.source, until=MONDAY + DAY)
         assert changes[["account_id", "to_plan", "mrr"]].values.tolist() == [["a", "paid", 49.0]]
         world.crm([{"account_id": "a", "owner": "ana", "last_touch_at": MONDAY + 2 * DAY}])
-        touches, source = io.touches(world.engine, world.source, since=MONDAY, until=MONDAY + 7 * DAY)
+        touches, source = io.touches(
+            world.engine, world.source, entries, since=MONDAY, until=MONDAY + 7 * DAY
+        )
         assert (source, touches["touched_at"].tolist()) == ("crm_accounts.last_touch_at", [MONDAY + 2 * DAY])
     finally:
         world.engine.dispose()
@@ -146,19 +148,98 @@ def test_trailing_volumes_skip_failed_and_unfinished_runs_and_count_a_rescored_d
     assert io.trailing_pql_volumes(world.engine, world.output, before=MONDAY + 4 * DAY, runs=1) == [14]
 
 
-def test_touches_come_from_crm_activities_when_that_table_exists(world: World) -> None:
-    activities = io.activities_table()
-    activities.metadata.create_all(world.engine)
-    with world.engine.begin() as conn:
-        conn.execute(
-            activities.insert(),
-            [
-                {"account_id": "a", "owner": "ana", "occurred_at": MONDAY + DAY},
-                {"account_id": "a", "owner": "ana", "occurred_at": MONDAY + 3 * DAY},
-                {"account_id": "b", "owner": "bo", "occurred_at": MONDAY - DAY},
-            ],
-        )
+def _entries(*rows: tuple[str, datetime]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=["account_id", "entered_at"])
+
+
+def test_an_empty_activities_table_leaves_the_touches_to_last_touch_at(world: World) -> None:
     world.crm([{"account_id": "a", "owner": "ana", "last_touch_at": MONDAY + 3 * DAY}])
-    touches, source = io.touches(world.engine, world.source, since=MONDAY, until=MONDAY + 7 * DAY)
+    touches, source = io.touches(
+        world.engine, world.source, _entries(("a", MONDAY)), since=MONDAY, until=MONDAY + 7 * DAY
+    )
+    assert (source, touches["touched_at"].tolist()) == ("crm_accounts.last_touch_at", [MONDAY + 3 * DAY])
+
+
+def test_touches_come_from_crm_activities_when_it_holds_rows(world: World) -> None:
+    world.activities([{"account_id": "a", "owner": "bo", "occurred_at": MONDAY + DAY}])
+    world.crm([{"account_id": "a", "owner": "ana", "last_touch_at": MONDAY + 3 * DAY}])
+    touches, source = io.touches(
+        world.engine, world.source, _entries(("a", MONDAY)), since=MONDAY, until=MONDAY + 7 * DAY
+    )
     assert source == "crm_activities"
-    assert sorted(touches["touched_at"]) == [pd.Timestamp(MONDAY + DAY), pd.Timestamp(MONDAY + 3 * DAY)]
+    assert touches[["account_id", "touched_at", "touched_by"]].values.tolist() == [
+        ["a", pd.Timestamp(MONDAY + DAY), "bo"]
+    ]
+
+
+def test_first_activities_agree_on_every_engine(any_db_url: str, settings: Settings) -> None:
+    world = World(any_db_url, settings)
+    try:
+        world.activities(
+            [
+                {"account_id": "a", "owner": "ana", "occurred_at": MONDAY - DAY, "activity_type": "call"},
+                {"account_id": "a", "owner": "bo", "occurred_at": MONDAY + 2 * DAY, "activity_type": "call"},
+                {"account_id": "a", "owner": "ana", "occurred_at": MONDAY + DAY, "activity_type": "meeting"},
+                {"account_id": "b", "owner": "bo", "occurred_at": MONDAY + 7 * DAY},
+                {"account_id": "z", "owner": "cy", "occurred_at": MONDAY + DAY},
+            ]
+        )
+        entries = _entries(("a", MONDAY), ("b", MONDAY), ("c", MONDAY))
+        first = io.first_activities(world.engine, world.source, entries, until=MONDAY + 7 * DAY)
+        assert first.values.tolist() == [["a", pd.Timestamp(MONDAY + DAY), "ana", "meeting"]]
+    finally:
+        world.engine.dispose()
+
+
+def test_an_activity_at_the_pql_moment_counts_and_one_just_before_it_does_not(world: World) -> None:
+    world.activities(
+        [
+            {"account_id": "a", "occurred_at": MONDAY - timedelta(seconds=1)},
+            {"account_id": "b", "occurred_at": MONDAY},
+        ]
+    )
+    entries = _entries(("a", MONDAY), ("b", MONDAY))
+    first = io.first_activities(world.engine, world.source, entries, until=MONDAY + DAY)
+    assert first["account_id"].tolist() == ["b"]
+
+
+def test_an_activity_at_or_after_until_is_not_known_yet(world: World) -> None:
+    world.activities(
+        [
+            {"account_id": "a", "occurred_at": MONDAY + DAY},
+            {"account_id": "b", "occurred_at": MONDAY + DAY - timedelta(seconds=1)},
+        ]
+    )
+    entries = _entries(("a", MONDAY), ("b", MONDAY))
+    first = io.first_activities(world.engine, world.source, entries, until=MONDAY + DAY)
+    assert first["account_id"].tolist() == ["b"]
+
+
+def test_activities_at_the_same_instant_go_to_the_lowest_activity_id(world: World) -> None:
+    world.activities(
+        [
+            {"activity_id": "2", "account_id": "a", "owner": "bo", "occurred_at": MONDAY + DAY},
+            {"activity_id": "1", "account_id": "a", "owner": "ana", "occurred_at": MONDAY + DAY},
+        ]
+    )
+    first = io.first_activities(world.engine, world.source, _entries(("a", MONDAY)), until=MONDAY + 7 * DAY)
+    assert first["touched_by"].tolist() == ["ana"]
+
+
+def test_many_pqls_are_sent_in_batches_with_the_same_answer(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world.activities(
+        [{"account_id": f"a{i}", "owner": "ana", "occurred_at": MONDAY + i * DAY} for i in range(5)]
+    )
+    entries = _entries(*((f"a{i}", MONDAY + timedelta(hours=1)) for i in range(6)))
+    monkeypatch.setattr(io, "PQLS_PER_STATEMENT", 2)
+    first = io.first_activities(world.engine, world.source, entries, until=MONDAY + 7 * DAY)
+    assert sorted(first["account_id"]) == ["a1", "a2", "a3", "a4"]
+
+
+def test_no_pqls_read_no_activities(world: World) -> None:
+    world.activities([{"account_id": "a", "occurred_at": MONDAY}])
+    first = io.first_activities(world.engine, world.source, _entries(), until=MONDAY + DAY)
+    assert first.empty
+    assert first.columns.tolist() == io.TOUCH_COLUMNS

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import re
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
@@ -21,6 +22,7 @@ from pql.outcomes.evaluation import evaluate
 from pql.outcomes.report import html_table, render_report
 
 from .conftest import MONDAY, World, shared_world
+from .sla_world import NOW, build_sla_world
 
 UNTIL = MONDAY + timedelta(weeks=8, days=10)
 
@@ -117,6 +119,50 @@ def test_pql_sla_prints_compliance_per_owner_and_the_overdue_list(configured: Se
     for owner in ("ana", "bo", "cy", "pql-queue", "all owners"):
         assert owner in result.output
     assert "Overdue PQLs, still PQLs now" in result.output
+
+
+def test_pql_sla_says_the_follow_up_comes_from_last_touch_at_without_activities(
+    configured: Settings,
+) -> None:
+    as_of = f"{MONDAY + timedelta(weeks=7, days=3):%Y-%m-%dT%H:%M}"
+    result = CliRunner().invoke(_cli(), ["sla", "--as-of", as_of, "--since", "2025-01-01"])
+    assert result.exit_code == 0, result.output
+    assert "follow-up from crm_accounts.last_touch_at (no activities table)" in result.output
+    assert "per playbook" in result.output
+
+
+@pytest.fixture
+def activities_world(any_db_url: str, settings: Settings, tmp_path: Path) -> Iterator[World]:
+    """The SLA world with its activities, on each engine, as the configured source."""
+    world = World(any_db_url, settings)
+    build_sla_world(world, with_activities=True)
+    (tmp_path / "pql.toml").write_text(
+        f'source_url = "{any_db_url}"\nstate_dir = "{settings.state_dir.as_posix()}"\n'
+    )
+    yield world
+    world.engine.dispose()
+
+
+def test_pql_sla_says_the_follow_up_comes_from_crm_activities(activities_world: World) -> None:
+    as_of = f"{NOW:%Y-%m-%dT%H:%M}"
+    result = CliRunner().invoke(_cli(), ["sla", "--as-of", as_of, "--since", f"{MONDAY:%Y-%m-%d}"])
+    assert result.exit_code == 0, result.output
+    assert "follow-up from crm_activities;" in result.output
+    assert "last_touch_at" not in result.output
+    for heading in ("per owner", "per playbook", "freemium_upgrade", "all playbooks", "Overdue PQLs"):
+        assert heading in result.output
+    assert re.search(r"ana\s.*\s33%", result.output)
+    assert re.search(r"trial_to_paid\s.*\s100%", result.output)
+
+
+def test_the_report_names_the_source_of_the_follow_up(report_html: str, activities_world: World) -> None:
+    assert "Follow-up from crm_accounts.last_touch_at (no activities table)." in report_html
+    settings = activities_world.settings.model_copy(update={"source_url": activities_world.url})
+    with databases(settings) as dbs:
+        page = render_report(evaluate(dbs, settings, since=MONDAY, until=NOW), settings)
+    assert "Follow-up from crm_activities." in page
+    assert "<h3>By playbook</h3>" in page
+    assert "all playbooks" in page
 
 
 def test_pql_sla_overdue_prints_only_the_list(configured: Settings) -> None:

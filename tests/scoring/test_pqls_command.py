@@ -59,6 +59,7 @@ def pql_row(account_id: str, score: float, owner: str, *, plan_trial: bool = Fal
         "reasons_json": "[]",
         "reasons_text": f"+ {account_id} hit the usage limit 3 times in the last 7 days",
         "ineligible_reason": None,
+        "talking_point": "hit the usage limit 3 times: offer the plan that lifts it",
     }
 
 
@@ -70,6 +71,7 @@ def paid_row(account_id: str, score: float) -> dict:
         "reasons_json": "[]",
         "reasons_text": "",
         "ineligible_reason": "on a paid plan",
+        "talking_point": None,
     }
     return pql_row(account_id, score, "ana") | untiered | quiet
 
@@ -108,6 +110,24 @@ def test_pqls_lists_an_owners_pqls_best_first_with_playbook_and_reasons(app, dat
     assert result.output.index("Zeta Ltd") < result.output.index("Acme Ltd")
     assert "trial conversion" in result.output and "freemium upgrade" in result.output
     assert "hit the usage limit 3 times" in result.output
+
+
+def test_pqls_says_what_to_say_under_the_reasons(app, databases) -> None:
+    quiet = pql_row("zeta", 90, "ana") | {"talking_point": None}
+    write_list(*databases, [pql_row("acme", 70, "ana"), quiet])
+    result = CliRunner().invoke(app, ["pqls"])
+    assert result.exit_code == 0, result.output
+    reasons = result.output.index("acme hit the usage limit 3 times in the last 7 days")
+    said = result.output.index("say: hit the usage limit 3 times: offer the plan that lifts it")
+    assert reasons < said
+    assert result.output.count("say:") == 1
+
+
+def test_pqls_shows_a_talking_point_as_text_never_as_markup(app, databases) -> None:
+    write_list(*databases, [pql_row("acme", 70, "ana") | {"talking_point": "offer [bold]Team[/bold] [red]"}])
+    result = CliRunner().invoke(app, ["pqls"])
+    assert result.exit_code == 0, result.output
+    assert "say: offer [bold]Team[/bold] [red]" in result.output
 
 
 def test_pqls_top_keeps_only_the_best(app, databases) -> None:

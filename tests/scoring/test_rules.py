@@ -84,10 +84,11 @@ def test_trial_pql_gets_the_trial_conversion_playbook_and_its_days_left(agreemen
     [
         ({"plan": "paid", "is_eligible": False}, {}),
         ({}, {"has_open_opportunity": True}),
+        ({"is_eligible": False, "open_opportunity_created_at": AS_OF - 3 * DAY}, {}),
         ({}, {"do_not_contact": True}),
         ({"score": 59.9}, {}),
     ],
-    ids=["paid", "open-opportunity", "do-not-contact", "below-entry"],
+    ids=["paid", "open-opportunity", "opportunity-open-at-as-of", "do-not-contact", "below-entry"],
 )
 def test_account_that_fails_one_condition_is_not_a_pql(
     agreement: Settings, scored: dict, crm_row: dict
@@ -138,9 +139,22 @@ def test_non_pql_between_exit_and_entry_does_not_qualify(agreement: Settings) ->
         ({"score": 44.9}, {}, rules.DROPPED_BELOW_EXIT),
         ({"plan": "paid", "is_eligible": False}, {}, rules.DROPPED_CONVERTED),
         ({}, {"has_open_opportunity": True}, rules.DROPPED_OPPORTUNITY),
+        (
+            {"is_eligible": False, "open_opportunity_created_at": AS_OF - 3 * DAY},
+            {},
+            rules.DROPPED_OPPORTUNITY,
+        ),
+        ({"is_eligible": False, "won_opportunity_closed_at": AS_OF - DAY}, {}, rules.DROPPED_CONVERTED),
         ({}, {"do_not_contact": True}, rules.DROPPED_DO_NOT_CONTACT),
     ],
-    ids=["below-exit", "converted", "opportunity-opened", "do-not-contact"],
+    ids=[
+        "below-exit",
+        "converted",
+        "opportunity-opened",
+        "opportunity-open-at-as-of",
+        "deal-won",
+        "do-not-contact",
+    ],
 )
 def test_pql_leaves_the_list(agreement: Settings, scored: dict, crm_row: dict, status: str) -> None:
     result = apply_pql_rules(

@@ -140,6 +140,41 @@ def test_an_account_ineligible_for_another_reason_than_its_plan_gets_a_generic_r
     assert pd.isna(scored.loc[1, "tier"]) and pd.isna(scored.loc[1, "grade"])
 
 
+def test_an_account_with_an_opportunity_open_at_as_of_is_not_tiered_and_says_since_when(
+    trained_model, scoring_features, model_settings
+) -> None:
+    features = scoring_features.head(4).assign(
+        plan=["free", "free", "free", "paid"],
+        is_eligible=[True, False, False, False],
+        open_opportunity_created_at=pd.to_datetime([None, "2026-05-03 10:00", None, "2026-05-03 00:00"]),
+        won_opportunity_closed_at=pd.to_datetime([None, None, "2026-04-01 09:30", None]),
+    )
+
+    scored = score_frame(features, trained_model, model_settings)
+
+    reasons = scored["ineligible_reason"]
+    assert pd.isna(reasons.iloc[0])
+    assert reasons.iloc[1:].tolist() == [
+        "open opportunity (created 2026-05-03)",
+        "won an opportunity (closed 2026-04-01)",
+        "on a paid plan",
+    ]
+    assert scored["tier"].isna().tolist() == [False, True, True, True]
+
+
+def test_the_opportunitys_day_is_the_local_day_of_the_configured_zone(
+    trained_model, scoring_features, model_settings
+) -> None:
+    features = scoring_features.head(1).assign(
+        plan="trial", is_eligible=False, open_opportunity_created_at=pd.Timestamp("2026-05-03 02:00")
+    )
+    settings = model_settings.model_copy(update={"timezone": "America/New_York"})
+
+    scored = score_frame(features, trained_model, settings)
+
+    assert scored["ineligible_reason"].item() == "open opportunity (created 2026-05-02)"
+
+
 def test_score_frame_scores_every_account(trained_model, scoring_features, model_settings) -> None:
     scored = score_frame(scoring_features, trained_model, model_settings)
     expected = {"account_id", "probability", "score", "tier", "fit_score", "grade", "ineligible_reason"}
