@@ -51,6 +51,8 @@ class PostResult:
     delivered: bool
     tries: int
     error: str | None = None
+    # The webhook did not answer at all (no connection, or no reply in time) on the last try.
+    unreachable: bool = False
 
 
 @dataclass(frozen=True)
@@ -84,7 +86,7 @@ class AlertsOutcome:
         text = f"alerts: {self.succeeded} of {self.attempted} owners notified"
         failures = [result for result in self.results if not result.delivered]
         if failures:
-            last = failures[-1]
+            last = [result for result in failures if result.tries][-1]
             tries = f"{last.tries} tr{'y' if last.tries == 1 else 'ies'}"
             text += f"; {len(failures)} failed ({last.error} after {tries})"
         return text
@@ -99,7 +101,7 @@ class AlertsOutcome:
             "succeeded": self.succeeded,
             "failed": self.failed,
             "failed_owners": [result.owner for result in failures],
-            "last_error": self.error or (failures[-1].error if failures else None),
+            "last_error": self.error or next((f.error for f in reversed(failures) if f.tries), None),
             "summary": self.line,
         }
 
@@ -200,13 +202,15 @@ def post_one(
     tries = config.retries + 1
     shown = masked_url(url)
     for attempt in range(1, tries + 1):
-        retry_after = None
+        retry_after, unreachable = None, False
         try:
             response = client.post(url, json=alert.payload)
         except httpx.TimeoutException:
             error, transient = f"timed out after {config.timeout_seconds:g} s", True
+            unreachable = True
         except httpx.TransportError as exc:
             error, transient = scrubbed(f"{type(exc).__name__}: {exc}", url), True
+            unreachable = True
         except Exception as exc:  # an invalid URL, a payload that cannot be sent: the same next time
             error, transient = scrubbed(f"{type(exc).__name__}: {exc}", url), False
         else:
@@ -227,7 +231,9 @@ def post_one(
                 final,
                 error,
             )
-            return PostResult(alert.owner, delivered=False, tries=attempt, error=error)
+            return PostResult(
+                alert.owner, delivered=False, tries=attempt, error=error, unreachable=unreachable
+            )
         wait = _delay(config, attempt, retry_after)
         log.warning(
             "alert for %s to %s failed (try %d of %d): %s; retrying in %g s",
@@ -250,9 +256,25 @@ def post_alerts(
     log: Logger,
     sleep: Callable[[float], None] = time.sleep,
 ) -> list[PostResult]:
-    """Post every owner's alert in turn (one failing owner does not stop the others)."""
+    """Post every owner's alert in turn. An owner whose post is refused does not stop the others; a
+    webhook that did not answer any try of one post is not tried for the rest (each would wait out
+    the same timeouts), which are recorded as failed, not tried."""
+    results: list[PostResult] = []
     with _masked_http_logs(url), httpx.Client(timeout=config.timeout_seconds) as client:
-        return [post_one(client, url, alert, config, log, sleep) for alert in alerts]
+        for alert in alerts:
+            down = next((result for result in results if result.unreachable), None)
+            if down is not None:
+                results.append(
+                    PostResult(alert.owner, delivered=False, tries=0, error=f"not tried: {down.error}")
+                )
+                continue
+            results.append(post_one(client, url, alert, config, log, sleep))
+    skipped = sum(not result.tries for result in results)
+    if skipped:
+        log.warning(
+            "alerts: %d owner(s) not tried: the webhook at %s did not answer", skipped, masked_url(url)
+        )
+    return results
 
 
 def announce_new_pqls(

@@ -27,7 +27,7 @@ from pql.cli import app
 from pql.config import Settings, load_settings
 from pql.db import databases
 from pql.flows import ledger, tasks
-from pql.flows.alerts import announce_new_pqls, masked_url, post_alerts, retry_after_seconds
+from pql.flows.alerts import AlertsOutcome, announce_new_pqls, masked_url, post_alerts, retry_after_seconds
 from pql.flows.nightly import nightly
 from pql.schema import create_tables, source_tables
 from pql.scoring.alerts import OwnerAlert
@@ -255,6 +255,15 @@ def test_a_refused_connection_is_retried_and_reported_without_the_url() -> None:
     (result,) = post_alerts([_alert("ana")], url, _settings(url).alerts, LOG)
     assert (result.delivered, result.tries) == (False, 3)
     assert result.error is not None and result.error.startswith("ConnectError") and TOKEN not in result.error
+
+
+def test_after_a_post_that_never_reached_the_webhook_the_other_owners_are_not_tried() -> None:
+    url = f"http://127.0.0.1:{_closed_port()}/services/T000/B000/{TOKEN}"
+    results = post_alerts([_alert("ana"), _alert("bo")], url, _settings(url).alerts, LOG)
+    assert [(result.owner, result.tries) for result in results] == [("ana", 3), ("bo", 0)]
+    assert results[1].error == f"not tried: {results[0].error}"
+    outcome = AlertsOutcome("http://127.0.0.1/***", 2, results)
+    assert outcome.line == f"alerts: 0 of 2 owners notified; 2 failed ({results[0].error} after 3 tries)"
 
 
 def test_a_server_that_never_answers_times_out_and_is_retried() -> None:
