@@ -113,6 +113,8 @@ def run_markdown(summary: RunSummary) -> str:
         lines += _table(("change", "accounts"), ((name.replace("_", " "), n) for name, n in counts.items()))
     lines += ["", "## Validation", "", *_validation(summary.validation)]
     lines += ["", "## Monitoring", "", *_monitoring(summary.monitoring)]
+    if summary.alerts:
+        lines += ["", "## Alerts", "", summary.alerts]
     lines += ["", f"## Top {len(summary.top_pqls)} PQLs", ""]
     if summary.top_pqls:
         lines += _table(

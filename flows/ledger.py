@@ -1,4 +1,5 @@
-"""The run ledger (`pql_runs`) around `scoring.writeback.write_run`: open a run, record a failure.
+"""The run ledger (`pql_runs`) around `scoring.writeback.write_run`: open a run, record a failure,
+record what the run's alerts did.
 
 A run's row is written when it starts (status `running`), so a run that dies leaves a trace; a
 successful run's row is completed by `write_run`, in the same transaction as its scores. A failure is
@@ -166,3 +167,14 @@ def record_failure(
         updated = conn.execute(sa.update(runs).where(runs.c.run_id == record.run_id).values(values)).rowcount
         if not updated:
             conn.execute(sa.insert(runs).values(values))
+
+
+def record_alerts(engine: sa.Engine, tables: OutputTables, record: RunRecord, alerts: dict[str, Any]) -> None:
+    """Keep what the run's webhook alerts did in its pql_runs row (written after the run's commit)."""
+    runs = tables.runs
+    with fresh_transaction(engine) as conn:
+        conn.execute(
+            sa.update(runs)
+            .where(runs.c.run_id == record.run_id)
+            .values(alerts_json=json.dumps(alerts, sort_keys=True, default=str))
+        )

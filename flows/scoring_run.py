@@ -22,7 +22,7 @@ def scoring_run(
     dry_run: bool = False,
     config: str | None = None,
 ) -> RunSummary:
-    """Validate, build features, score, explain, apply the PQL rules, validate, write, report."""
+    """Validate, build features, score, explain, apply the PQL rules, validate, write, alert, report."""
     settings = tasks.settings_from(config)
     run = tasks.new_run(kind, as_of, dry_run=dry_run)
     with databases(settings) as dbs, tasks.recorded(dbs, settings, run) as step:
@@ -38,5 +38,8 @@ def scoring_run(
         changes = step(tasks.planned_changes, dbs, rows, settings) if dry_run else None
         if not dry_run:
             step(tasks.write_scores, dbs, rows, model, checks, monitoring, run, update_current, step.lock)
+    # Posted once the write has committed and the run lock is free: a slow or failing webhook can neither
+    # undo the write, mark the run failed nor hold up the next run.
+    alerts = step(tasks.send_alerts, rows, settings, run)
     # The run is complete once written; its report comes after, so a failure to publish cannot mark it failed.
-    return step(tasks.publish_report, rows, model, checks, settings, run, names, changes, monitoring)
+    return step(tasks.publish_report, rows, model, checks, settings, run, names, changes, monitoring, alerts)

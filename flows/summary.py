@@ -46,6 +46,8 @@ class RunSummary:
     ineligible: int = 0
     model_warnings: list[str] = field(default_factory=list)
     data_docs: str | None = None  # the run's Great Expectations Data Docs (index.html), if written
+    # One line on the webhook alerts (`flows.alerts.AlertsOutcome.line`); None when none were due.
+    alerts: str | None = None
 
 
 def model_report(model: ScoringModel, settings: Settings) -> str | None:
@@ -94,6 +96,7 @@ def run_summary(
     monitoring: dict[str, Any] | None = None,
     model_warnings: list[str] | None = None,
     data_docs: str | None = None,
+    alerts: str | None = None,
 ) -> RunSummary:
     """The summary of a run that produced `rows` (the output of `scoring.rows.pql_rows`).
 
@@ -128,4 +131,5 @@ def run_summary(
         ineligible=int(untiered.notna().sum()),
         model_warnings=list(model_warnings or []),
         data_docs=data_docs,
+        alerts=alerts,
     )

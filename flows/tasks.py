@@ -27,10 +27,11 @@ from prefect.tasks import Task
 from pql import validation
 from pql.clock import start_of_day, to_utc_naive, today_in
 from pql.config import ConfigError, Settings, load_settings
-from pql.db import Databases
+from pql.db import Databases, databases
 from pql.features import gate
 from pql.features.builder import build_features as features_for
 from pql.flows import ledger
+from pql.flows.alerts import AlertsOutcome, announce_new_pqls
 from pql.flows.artifacts import publish_run_artifact, publish_training_artifact
 from pql.flows.locking import RunLock, run_lock
 from pql.flows.partitions import fanned_out
@@ -302,6 +303,17 @@ def write_scores(
         write_run_on(conn, dbs.output_tables, rows, record, update_current=update_current)
 
 
+@step(name="send-alerts")
+def send_alerts(rows: pd.DataFrame, settings: Settings, run: ledger.RunRecord) -> AlertsOutcome | None:
+    """Post each owner's new PQLs to the alerts webhook and record the outcome in pql_runs; never fails
+    the run. Only a written nightly run alerts: not a dry run, not a backfill (its dates are past), and
+    nothing when `alerts.webhook_url` is unset."""
+    if run.dry_run or run.kind != "nightly" or not settings.alerts.enabled:
+        return None
+    with databases(settings) as dbs:
+        return announce_new_pqls(dbs, rows, settings, run, _logger())
+
+
 @step(name="monitor-drift")
 def monitor_drift(
     dbs: Databases,
@@ -372,6 +384,7 @@ def publish_report(
     names: dict[str, str],
     changes: pd.DataFrame | None,
     monitoring: dict[str, Any] | None = None,
+    alerts: AlertsOutcome | None = None,
 ) -> RunSummary:
     """The run's summary, published as a markdown artifact of this flow run."""
     summary = run_summary(
@@ -388,6 +401,7 @@ def publish_report(
         monitoring=monitoring,
         model_warnings=model.warnings,
         data_docs=ledger.data_docs_link(settings, run),
+        alerts=None if alerts is None else alerts.line,
     )
     publish_run_artifact(summary)
     return summary

@@ -440,6 +440,69 @@ class MonitoringConfig(_Strict):
     breach_policy: Literal["warn", "fail"] = Field("warn", description="'warn' or 'fail'")
 
 
+# Placeholders an alert's link template may use, filled with the PQL's values (URL-quoted).
+LINK_PLACEHOLDERS = ("account_id", "owner")
+_WEBHOOK_SCHEMES = ("https://", "http://", SECRET_URL_SCHEME)
+
+
+class AlertsConfig(_Strict):
+    """Posting each owner's new PQLs to a webhook after a successful nightly run (off without a URL)."""
+
+    # A secret (a Slack webhook URL is its own credential): set it through PQL_ALERTS__WEBHOOK_URL or a
+    # Prefect Secret block (prefect_secret://NAME), not in pql.toml. SecretStr keeps it out of reprs.
+    webhook_url: SecretStr | None = Field(
+        None,
+        description="an http(s) URL or prefect_secret://<block name>, from PQL_ALERTS__WEBHOOK_URL",
+    )
+    format: Literal["slack", "json"] = Field(
+        "slack", description="'slack' (an incoming-webhook payload) or 'json' (a plain document)"
+    )
+    link_template: str | None = Field(
+        None,
+        description="a URL with {account_id} and/or {owner}, e.g. https://crm.example.com/accounts/{account_id}",
+    )
+    max_per_owner: int = Field(10, ge=1, le=40, description="an integer from 1 to 40 (PQLs listed per post)")
+    retries: int = Field(2, ge=0, le=10, description="an integer from 0 to 10 (tries after the first)")
+    backoff_seconds: float = Field(2.0, ge=0, description="a non-negative number (doubles at each retry)")
+    max_delay_seconds: float = Field(
+        60.0, ge=0, description="a non-negative number (the longest wait, Retry-After included)"
+    )
+    timeout_seconds: float = Field(10.0, gt=0, le=300, description="a number above 0, at most 300")
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _webhook(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        text = value.get_secret_value().strip()
+        if not text:
+            return None
+        if not text.startswith(_WEBHOOK_SCHEMES) or text in _WEBHOOK_SCHEMES:
+            raise ValueError("must be an http:// or https:// URL, or prefect_secret://<block name>")
+        return SecretStr(text)
+
+    @field_validator("link_template")
+    @classmethod
+    def _placeholders(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            fields = [name for _, name, _, _ in string.Formatter().parse(value) if name is not None]
+        except ValueError as exc:
+            raise ValueError(f"not a valid template ({exc}); write a literal brace as {{{{ or }}}}") from exc
+        unknown = sorted({name for name in fields if name not in LINK_PLACEHOLDERS})
+        if unknown:
+            allowed = ", ".join(f"{{{name}}}" for name in LINK_PLACEHOLDERS)
+            shown = ", ".join(f"{{{name}}}" for name in unknown)
+            raise ValueError(f"unknown placeholder {shown}; the template may use {allowed}")
+        return value
+
+    @property
+    def enabled(self) -> bool:
+        """Whether alerts are on: a webhook URL is set."""
+        return self.webhook_url is not None
+
+
 PropertyValue = str | int | float | bool
 # A feature column is `count_<slug>_<N>d`; PostgreSQL keeps 63 bytes of an identifier.
 MAX_SLUG_LENGTH = 52
@@ -565,6 +628,7 @@ class Settings(BaseSettings):
     flows: FlowsConfig = FlowsConfig()
     outcomes: OutcomesConfig = OutcomesConfig()
     monitoring: MonitoringConfig = MonitoringConfig()
+    alerts: AlertsConfig = AlertsConfig()
 
     @field_validator("key_events")
     @classmethod
@@ -656,7 +720,7 @@ class Settings(BaseSettings):
 
 
 # Settings that hold secrets: never printed, not even when invalid.
-SECRET_KEYS = frozenset({("model", "signing_key")})
+SECRET_KEYS = frozenset({("model", "signing_key"), ("alerts", "webhook_url")})
 
 
 def _env_name(loc: tuple[Any, ...]) -> str:

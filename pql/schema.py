@@ -296,6 +296,8 @@ def output_tables(names: TablesConfig) -> OutputTables:
         sa.Column("monitoring_json", sa.Text),
         sa.Column("error", sa.Text),
         sa.Column("data_docs_path", sa.Text, info={ADDED_LATER: True}),  # the run's GX Data Docs index
+        # What the webhook alerts of a nightly run did (null: alerts off, or not a nightly run).
+        sa.Column("alerts_json", sa.Text, info={ADDED_LATER: True}),
     )
     quarantine = sa.Table(
         names.quarantine,

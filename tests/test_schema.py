@@ -153,6 +153,35 @@ def test_an_optional_sales_table_is_in_use_only_when_it_exists_and_holds_rows(an
     engine.dispose()
 
 
+def test_a_pql_runs_table_without_alerts_json_is_upgraded_in_place(any_db_url: str) -> None:
+    tables = output_tables(load_settings().tables)
+    runs = tables.runs
+    earlier = sa.Table(
+        runs.name,
+        sa.MetaData(),
+        *(
+            sa.Column(c.name, c.type, primary_key=c.primary_key, nullable=c.nullable)
+            for c in runs.columns
+            if c.name != "alerts_json"
+        ),
+    )
+    row = {"run_id": "run-0", "kind": "nightly", "as_of": AS_OF, "status": "succeeded", "started_at": AS_OF}
+    engine = create_engine(any_db_url)
+    try:
+        earlier.create(engine)
+        with engine.begin() as conn:
+            conn.execute(sa.insert(earlier), [row | {"used_fallback": False}])
+        create_tables(engine, tables)
+        with engine.begin() as conn:
+            kept = conn.execute(sa.select(runs.c.run_id, runs.c.status, runs.c.alerts_json)).all()
+            conn.execute(sa.update(runs).values(alerts_json='{"attempted": 1}'))
+            recorded = conn.execute(sa.select(runs.c.alerts_json)).scalar_one()
+    finally:
+        engine.dispose()
+    assert kept == [("run-0", "succeeded", None)]
+    assert recorded == '{"attempted": 1}'
+
+
 def test_output_tables_without_talking_points_gain_the_column_and_keep_their_rows(any_db_url: str) -> None:
     tables = output_tables(load_settings().tables)
     engine = create_engine(any_db_url)

@@ -97,6 +97,8 @@ def print_summary(summary: RunSummary) -> None:
     console.print(top)
     if summary.model_report:
         console.print(f"model report: {summary.model_report}")
+    if summary.alerts:
+        console.print(escape(summary.alerts), highlight=False)
     console.print(f"run {summary.run_id} (Prefect flow run {summary.flow_run_id})", highlight=False)
 
 
@@ -128,6 +130,7 @@ def summary_document(summary: RunSummary) -> dict[str, Any]:
             for pql in summary.top_pqls
         ],
         "changes": records(summary.changes) if summary.changes is not None else None,
+        "alerts": summary.alerts,
     }
 
 
