@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from pql.api import Explanation, Project, Reason, UnknownAccountError, connect
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 __all__ = ["Explanation", "Project", "Reason", "UnknownAccountError", "__version__", "connect"]
 _API_NAMES = frozenset(__all__) - {"__version__"}
 

@@ -173,7 +173,7 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_the_wheel_installs_only_the_pql_package(wheel: Path) -> None:
     with zipfile.ZipFile(wheel) as archive:
         top_level = {name.split("/")[0] for name in archive.namelist()}
-    dist_info = "-".join(wheel.name.split("-")[:2]) + ".dist-info"  # pql_pipeline-0.1.0.dist-info
+    dist_info = "-".join(wheel.name.split("-")[:2]) + ".dist-info"  # pql_pipeline-0.2.0.dist-info
     assert top_level == {"pql", dist_info}
 
 
