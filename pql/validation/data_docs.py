@@ -102,6 +102,7 @@ def write_data_docs(folder: Path, runs: Sequence[tuple[BatchSuite, Any]], run_na
         ValidationResultIdentifier,
     )
 
+    folder = folder.resolve()  # GX's site store takes absolute paths only; state_dir may be relative
     with _DOCS_LOCK:
         site = _site(folder)
         new: list[Any] = []

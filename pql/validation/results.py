@@ -9,6 +9,7 @@ the run folder, and `raise_for_failures` stops the run before the write-back.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -23,6 +24,8 @@ from pql.validation.checks import CHECKS, Policy
 from pql.validation.gx_runner import EXAMPLES, BatchRun, BatchSuite, ExpectationRun
 from pql.validation.jsonable import plain, row_text, text
 from pql.validation.quarantine import split_rows
+
+log = logging.getLogger(__name__)
 
 Status = Literal["passed", "warned", "quarantined", "failed", "skipped"]
 _SEVERITY: dict[str, int] = {"passed": 0, "skipped": 0, "warned": 1, "quarantined": 2, "failed": 3}
@@ -309,7 +312,11 @@ def write_results(results: Sequence[StageResult], settings: Settings, run_id: st
     from pql.validation.data_docs import write_data_docs  # imports GX: only when results are written
 
     runs = [validation for result in results for validation in result.validations]
-    write_data_docs(data_docs_index(settings, run_id).parent, runs, run_id)
+    docs = data_docs_index(settings, run_id).parent
+    try:
+        write_data_docs(docs, runs, run_id)
+    except Exception as exc:  # the pages only present the results written above; never fail a run for them
+        log.warning("Data Docs not written to %s (the results are in %s): %s", docs, folder, exc)
     return [*paths, path]
 
 

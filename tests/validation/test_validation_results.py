@@ -4,8 +4,10 @@ the failure that stops the run, and the quarantine table."""
 from __future__ import annotations
 
 import json
+import logging
 import re
 import warnings
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -205,3 +207,24 @@ def test_writing_results_and_data_docs_prints_nothing_and_warns_nothing(
     out, err = capfd.readouterr()
     assert (out, err) == ("", "")
     assert [str(w.message) for w in caught] == []
+
+
+def test_data_docs_are_written_under_a_relative_state_dir(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    relative = settings.model_copy(update={"state_dir": Path(".pql")})
+    write_results([broken_features(relative)], relative, "r45")
+    assert (tmp_path / ".pql" / "runs" / "r45" / "data_docs" / "index.html").is_file()
+
+
+def test_data_docs_that_cannot_be_written_leave_the_results_and_a_warning(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    docs = data_docs_index(settings, "r46").parent
+    docs.parent.mkdir(parents=True)
+    docs.write_text("a file where the docs folder goes", encoding="utf-8")
+    with caplog.at_level(logging.WARNING, logger="pql.validation.results"):
+        paths = write_results([broken_features(settings)], settings, "r46")
+    assert all(path.is_file() for path in paths)
+    assert f"Data Docs not written to {docs}" in caplog.text
