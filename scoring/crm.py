@@ -39,15 +39,17 @@ def feedback_snapshot(engine: sa.Engine, tables: SourceTables, as_of: datetime) 
     sales_decided_at, sales_decided_by (the rep), sales_note (the rep's reason).
 
     Decisions at or after `as_of` are not read (a re-run of a past date sees what that night saw);
-    values outside accepted / disqualified / done are ignored (the gate reports them). Ties on
+    decisions are read case-blind; other values are ignored (the gate reports them). Ties on
     decided_at: disqualified, then done, then accepted; then by rep and reason, so the pick is fixed.
     """
     f = tables.pql_feedback
-    tie = sa.case({name: place for place, name in enumerate(_TIE_ORDER)}, value=f.c.decision)
+    # As a rep or a CRM export spells it: "Disqualified", " done" are the same decisions.
+    decision = sa.func.lower(sa.func.trim(f.c.decision))
+    tie = sa.case({name: place for place, name in enumerate(_TIE_ORDER)}, value=decision)
     ranked = (
         sa.select(
             f.c.account_id,
-            f.c.decision,
+            decision.label("decision"),
             f.c.decided_at,
             f.c.owner,
             f.c.reason,
@@ -63,7 +65,7 @@ def feedback_snapshot(engine: sa.Engine, tables: SourceTables, as_of: datetime) 
             )
             .label("place"),
         )
-        .where(f.c.decided_at < as_of, f.c.decision.in_(FEEDBACK_DECISIONS))
+        .where(f.c.decided_at < as_of, decision.in_(FEEDBACK_DECISIONS))
         .subquery("ranked")
     )
     latest = [ranked.c[name] for name in ("account_id", "decision", "decided_at", "owner", "reason")]

@@ -109,6 +109,17 @@ def test_an_unknown_decision_is_ignored(source: tuple[sa.Engine, SourceTables]) 
     }
 
 
+def test_a_decision_is_read_whatever_its_case_and_surrounding_spaces(
+    source: tuple[sa.Engine, SourceTables],
+) -> None:
+    engine, tables = source
+    decide(engine, tables, ("a", AS_OF - HOUR, "Disqualified", "ana"), ("b", AS_OF - HOUR, " DONE ", "bo"))
+    assert decisions(feedback_snapshot(engine, tables, AS_OF)) == {
+        "a": ("disqualified", pd.Timestamp(AS_OF - HOUR)),
+        "b": ("done", pd.Timestamp(AS_OF - HOUR)),
+    }
+
+
 def test_the_crm_snapshot_carries_each_account_s_decision_and_accounts_only_sales_decided_on(
     source: tuple[sa.Engine, SourceTables],
 ) -> None:
