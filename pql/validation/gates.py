@@ -177,18 +177,16 @@ def validate_plan_changes(
 
 
 SALES_BATCHES = {"crm_activities": "activities", "opportunities": "opportunities", "pql_feedback": "feedback"}
-SALES_USES = {
-    "crm_activities": "the follow-up SLA from activities",
-    "opportunities": "the hybrid labels and open-opportunity eligibility",
-    "pql_feedback": "rep feedback in the PQL rules",
+# What running without each table means, said in its note.
+SALES_WITHOUT = {
+    "crm_activities": "the follow-up SLA falls back to crm_accounts.last_touch_at",
+    "opportunities": "no sales labels (opportunity_created, closed_won), no open-opportunity ineligibility",
+    "pql_feedback": "no rep feedback in the PQL rules",
 }
 
 
 def _sales_note(table: sa.Table, key: str) -> str:
-    return (
-        f"{table.name}: not in use (absent or empty), its checks were skipped; "
-        f"without it there is no {SALES_USES[key]}"
-    )
+    return f"{table.name}: not in use (absent or empty), its checks were skipped; {SALES_WITHOUT[key]}"
 
 
 def validate_sales(
