@@ -14,7 +14,7 @@ however large the tables are:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 import pandas as pd
@@ -25,10 +25,16 @@ from pql.db import DataError
 from pql.features.builder import snapshot_instants
 from pql.features.catalog import LONGEST_WINDOW_DAYS
 from pql.features.sql import count_where, key_event_condition, rows_cte, utc_day
-from pql.schema import TIMESTAMP, SourceTables
+from pql.schema import TIMESTAMP, SourceTables, in_use
 
 TOP_EVENT_NAMES = 30
 FIT_COLUMNS = ("employees", "industry", "country")
+# The optional sales tables: the column dating each row, and what the table enables when it holds rows.
+SALES_TABLES = {
+    "crm_activities": ("occurred_at", "the follow-up SLA from the first activity after a PQL"),
+    "opportunities": ("created_at", "the hybrid labels (opportunity_created, closed_won, converted_or_won)"),
+    "pql_feedback": ("decided_at", "rep feedback in the PQL rules (disqualified / done cool off)"),
+}
 
 
 @dataclass(frozen=True)
@@ -55,6 +61,8 @@ class SourceProfile:
     first_conversions_per_day: dict[date, int]
     filled_account_columns: dict[str, int]
     key_event_occurrences: dict[str, int]
+    # Per optional sales table, by contract name: its span when in use (holding rows), else None.
+    sales: dict[str, TableSpan | None] = field(default_factory=dict)
 
     @property
     def history_start(self) -> datetime | None:
@@ -166,6 +174,10 @@ def source_profile(
         plans = [(str(plan), int(n), int(a)) for plan, n, a in conn.execute(_plans(tables))]
         conversions = _per_day(conn, _first_conversions_per_day(tables, settings))
         occurrences = conn.execute(_key_event_occurrences(tables, settings)).one()
+        sales = {}
+        for name, (moment, _) in SALES_TABLES.items():
+            table = getattr(tables, name)
+            sales[name] = _span(conn, table, table.c[moment]) if in_use(engine, table) else None
     return SourceProfile(
         accounts=account_span,
         users=int(users),
@@ -182,6 +194,7 @@ def source_profile(
         key_event_occurrences={
             key.key: int(count) for key, count in zip(settings.key_events, occurrences, strict=True)
         },
+        sales=sales,
     )
 
 

@@ -172,12 +172,14 @@ def _checked(results: list[validation.StageResult], settings: Settings, run: led
 def validate_source(
     dbs: Databases, settings: Settings, run: ledger.RunRecord
 ) -> list[validation.StageResult]:
-    """The source gates (events window, plan changes, accounts) and the CRM tables' columns."""
+    """The source gates (events window, plan changes, accounts, the sales tables in use) and the CRM
+    tables' columns."""
     tables = dbs.source_tables
     results = [
         validation.validate_events(dbs.source, tables, settings, run.as_of, now=run.started_at),
         validation.validate_plan_changes(dbs.source, tables, settings, run.as_of),
         validation.validate_accounts(dbs.source, tables, settings),
+        validation.validate_sales(dbs.source, tables, settings, run.as_of, now=run.started_at),
         validation.validate_crm_tables(dbs.crm, dbs.output_tables, settings),
     ]
     _checked(results, settings, run)

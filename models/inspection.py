@@ -29,6 +29,7 @@ from pql.features.catalog import (
     model_columns,
 )
 from pql.features.profile import (
+    SALES_TABLES,
     EventOutcomes,
     SourceProfile,
     check_source_tables,
@@ -332,6 +333,17 @@ class Inspection:
             ],
             "unmapped_plans": list(self.unmapped),
             "converting_accounts_per_month": conversions_per_month(profile.first_conversions_per_day),
+            "sales_tables": {
+                name: {
+                    "table": getattr(self.settings.tables, name).name,
+                    "in_use": span is not None,
+                    "rows": span.rows if span else 0,
+                    "first": span.first if span else None,
+                    "last": span.last if span else None,
+                    "enables": SALES_TABLES[name][1],
+                }
+                for name, span in profile.sales.items()
+            },
         }
 
     def _key_events(self) -> dict[str, Any]:

@@ -74,6 +74,7 @@ def test_the_json_document_has_the_documented_keys(tmp_path: Path, duckdb_url: s
         "plans",
         "unmapped_plans",
         "converting_accounts_per_month",
+        "sales_tables",
     }
     assert set(document["source"]["events"]["per_day"]) == {
         "median",
@@ -125,6 +126,45 @@ def test_the_profile_counts_what_the_source_holds(tmp_path: Path, duckdb_url: st
     # The churned account's first conversion (January) counts, not its return.
     assert sum(per_month.values()) == shape.converters + 2
     assert per_month["2024-02"] == 0
+
+
+def test_the_sales_tables_in_use_are_listed_with_rows_and_date_range(tmp_path: Path, any_db_url: str) -> None:
+    path = write_config(tmp_path / "pql.toml", any_db_url)
+    settings = loaded(any_db_url, inspect_world(Shape()), path)
+    first, last = END - 40 * DAY, END - 2 * DAY
+    engine = create_engine(any_db_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                source_tables(settings.tables).opportunities.insert(),
+                [
+                    {"opportunity_id": f"opp{i}", "account_id": "acc_0", "created_at": at, "stage": "new"}
+                    for i, at in enumerate((first, last))
+                ],
+            )
+    finally:
+        engine.dispose()
+    code, output = pql("--config", str(path), "inspect", "--json")
+    assert code == 0, output
+    sales = json.loads(output)["source"]["sales_tables"]
+    assert sales["opportunities"]["in_use"] is True
+    assert (
+        sales["opportunities"]["rows"],
+        sales["opportunities"]["first"],
+        sales["opportunities"]["last"],
+    ) == (
+        2,
+        first.isoformat(),
+        last.isoformat(),
+    )
+    assert sales["crm_activities"]["in_use"] is False and sales["pql_feedback"]["rows"] == 0
+
+
+def test_absent_sales_tables_are_reported_with_what_they_enable(tmp_path: Path, duckdb_url: str) -> None:
+    output = text_report(tmp_path, duckdb_url, Shape())
+    assert "sales tables (optional, owned by sales; in use when they hold rows)" in output
+    assert "pql_feedback        absent or empty: load it for rep feedback in the PQL rules" in output
+    assert "opportunities       absent or empty: load it for the hybrid labels" in output
 
 
 def test_events_per_day_counts_the_empty_days_inside_the_range() -> None:

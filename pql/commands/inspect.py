@@ -58,6 +58,13 @@ def _source_lines(source: dict[str, Any]) -> list[str]:
             else "UNMAPPED: feature builds stop on it; add it to plans.free, plans.trial or plans.paid"
         )
         lines.append(f"    {_n(row['changes']):>12}  {_n(row['accounts']):>8}  {row['to_plan']} -> {meaning}")
+    lines.append("  sales tables (optional, owned by sales; in use when they hold rows)")
+    for row in source["sales_tables"].values():
+        if row["in_use"]:
+            span = f"{_day(row['first'])} .. {_day(row['last'])}"
+            lines.append(f"    {row['table']:<16}{_n(row['rows']):>10}  {span}")
+        else:
+            lines.append(f"    {row['table']:<16}    absent or empty: load it for {row['enables']}")
     lines.append("  converting accounts per month (their first change into a paid plan)")
     months = source["converting_accounts_per_month"]
     lines += [f"    {row['month']}  {_n(row['converting_accounts']):>8}" for row in months] or ["    none"]

@@ -17,7 +17,7 @@ from typing import Literal
 from pql.config import TablesConfig
 from pql.db import DataError
 
-Kind = Literal["id", "text", "json", "timestamp", "integer", "number", "boolean"]
+Kind = Literal["id", "text", "json", "timestamp", "integer", "number", "boolean", "decision"]
 NO_ID_COLUMN = "the file has no event_id column"
 # What a quarantined row holds, whether a reader could not read it or one of its values is bad.
 QUARANTINE_COLUMNS = ["row_number", "reason", "row_json"]
@@ -102,7 +102,7 @@ CONTRACT: dict[str, tuple[ContractColumn, ...]] = {
         _c("account_id", "id", True),
         _c("owner", "text"),
         _c("decided_at", "timestamp", True),
-        _c("decision", "text", True),
+        _c("decision", "decision", True),
         _c("reason", "text"),
     ),
 }

@@ -25,6 +25,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pql.config import FEEDBACK_DECISIONS
+
 ID_MAX_LENGTH = 64
 MAX_INTEGER = 2_147_483_647
 EARLIEST = datetime(1990, 1, 1)
@@ -501,6 +503,23 @@ def json_value(value: Any) -> str:
     return json.encoder.encode_basestring(value) if isinstance(value, str) else _JSON.encode(value)
 
 
+def decision_values(raw: pd.Series, label: str) -> Converted:
+    """A rep's decision on a PQL (`pql_feedback.decision`): accepted, disqualified or done, in any case
+    and with surrounding blanks, stored lower-case. Any other word is an issue: the PQL rules could not
+    act on it, so the row is set aside rather than loaded and silently ignored."""
+    converted = text_values(raw, label, strip=True)
+    words = converted.values.map(lambda v: v.lower() if isinstance(v, str) else v)
+    unknown = words.notna() & ~words.isin(FEEDBACK_DECISIONS).astype(bool)
+    accepted = ", ".join(FEEDBACK_DECISIONS)
+    issues = converted.issues + issues_where(
+        f"{label}: unknown decision",
+        converted.values,
+        unknown,
+        lambda v: f"{label}: {_shown(v)} is not a decision pql can use (one of {accepted}, any case)",
+    )
+    return Converted(words.where(~unknown, None).astype(object), issues)
+
+
 CONVERTERS: dict[str, Callable[[pd.Series, str], Converted]] = {
     "id": id_values,
     "text": text_values,
@@ -508,4 +527,5 @@ CONVERTERS: dict[str, Callable[[pd.Series, str], Converted]] = {
     "integer": integer_values,
     "number": number_values,
     "boolean": boolean_values,
+    "decision": decision_values,
 }

@@ -2,9 +2,9 @@
 Data Docs per run.
 
 The flows call one gate per stage (`validate_events`, `validate_plan_changes`, `validate_accounts`,
-`validate_crm_tables`, `validate_feature_frame`, `validate_scores`, `validate_output`), record the results
-(`summary`, `write_results`, `write_quarantine`) and stop before the write-back with
-`raise_for_failures`.
+`validate_sales`, `validate_crm_tables`, `validate_feature_frame`, `validate_scores`,
+`validate_output`), record the results (`summary`, `write_results`, `write_quarantine`) and stop
+before the write-back with `raise_for_failures`.
 """
 
 from pql.validation.checks import CHECKS, Check, Policy, check_policies
@@ -15,6 +15,7 @@ from pql.validation.gates import (
     validate_feature_frame,
     validate_output,
     validate_plan_changes,
+    validate_sales,
     validate_scores,
 )
 from pql.validation.quarantine import quarantine_frame, write_quarantine
@@ -52,6 +53,7 @@ __all__ = [
     "validate_feature_frame",
     "validate_output",
     "validate_plan_changes",
+    "validate_sales",
     "validate_scores",
     "write_quarantine",
     "write_results",

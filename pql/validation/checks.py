@@ -175,6 +175,86 @@ _CHECKS = (
         "Accounts without created_at are never scored; fill it in at the source.",
     ),
     Check(
+        "sales.required_columns",
+        "fail",
+        FAIL_ONLY,
+        "Each sales table in use (crm_activities, opportunities, pql_feedback holding rows) has every "
+        "contract column.",
+        "Rename the column back, or map it with tables.<table>.columns.<name> in the settings; or empty "
+        "the table to stop using it.",
+    ),
+    Check(
+        "sales.activities_known_accounts",
+        "warn",
+        AGGREGATE_POLICIES,
+        "crm_activities: every activity before as_of has an account_id present in the accounts table.",
+        "Load the missing accounts or fix account_id in the CRM export; until then those activities are "
+        "ignored (no follow-up SLA from them).",
+    ),
+    Check(
+        "sales.activities_after_account_created",
+        "warn",
+        AGGREGATE_POLICIES,
+        "crm_activities: no activity before as_of has an occurred_at before its account's created_at.",
+        "Check the time zone of the activities export and the accounts' created_at; an activity cannot "
+        "precede the account it is about.",
+    ),
+    Check(
+        "sales.opportunities_known_accounts",
+        "warn",
+        AGGREGATE_POLICIES,
+        "opportunities: every opportunity created before as_of has an account_id present in the accounts "
+        "table.",
+        "Map the CRM's account ids to the product's (account_id) or load the missing accounts; those "
+        "opportunities make no label and no account ineligible.",
+    ),
+    Check(
+        "sales.opportunities_closed_after_created",
+        "warn",
+        AGGREGATE_POLICIES,
+        "opportunities: no opportunity created before as_of has a closed_at before its created_at.",
+        "Fix closed_at or created_at in the CRM export (a time zone or a date field mixed up?).",
+    ),
+    Check(
+        "sales.won_opportunities_closed",
+        "warn",
+        AGGREGATE_POLICIES,
+        "opportunities: every opportunity created before as_of with is_won true has a closed_at.",
+        "Fill in closed_at: a won opportunity without it counts as open (its account stays ineligible) "
+        "and never makes a closed_won label.",
+    ),
+    Check(
+        "sales.amounts_not_negative",
+        "warn",
+        AGGREGATE_POLICIES,
+        "opportunities: no opportunity created before as_of has a negative amount.",
+        "Fix the amount in the CRM export (a refund or credit note loaded as an opportunity?).",
+    ),
+    Check(
+        "sales.feedback_known_accounts",
+        "warn",
+        AGGREGATE_POLICIES,
+        "pql_feedback: every decision before as_of has an account_id present in the accounts table.",
+        "Fix account_id in the feedback export; decisions on unknown accounts do nothing.",
+    ),
+    Check(
+        "sales.known_decisions",
+        "warn",
+        AGGREGATE_POLICIES,
+        "pql_feedback: every decision before as_of is exactly accepted, disqualified or done (lower-case).",
+        "The PQL rules ignore any other decision; write one of the three (`pql load pql_feedback` "
+        "lower-cases them and quarantines the rest).",
+    ),
+    Check(
+        "sales.not_in_future",
+        "warn",
+        AGGREGATE_POLICIES,
+        "No activity (occurred_at), opportunity (created_at) or decision (decided_at) is later than the "
+        "run's start plus validation.future_tolerance_minutes.",
+        "Future timestamps point to a time-zone or units error in the sales export; fix them at the "
+        "source (rows at or after as_of are not read by the run).",
+    ),
+    Check(
         "crm.table_schema",
         "fail",
         FAIL_ONLY,

@@ -15,9 +15,9 @@ from typing import Any
 import pandas as pd
 import sqlalchemy as sa
 
-from pql.config import LONGEST_WINDOW_DAYS, TIERS, Settings
+from pql.config import FEEDBACK_DECISIONS, LONGEST_WINDOW_DAYS, TIERS, Settings
 from pql.db import DataError, redacted
-from pql.schema import ADDED_LATER, OutputTables, SourceTables, stored_columns
+from pql.schema import ADDED_LATER, OutputTables, SourceTables, in_use, stored_columns
 from pql.validation import frames, queries
 from pql.validation.checks import check_policies
 from pql.validation.gx_runner import BatchRun, StageSuite, load_suite, run_batch, run_query
@@ -174,6 +174,47 @@ def validate_plan_changes(
             for check in batches[2].failed_checks()
         }
     return _stage(suite, batches, settings, examples=examples)
+
+
+SALES_BATCHES = {"crm_activities": "activities", "opportunities": "opportunities", "pql_feedback": "feedback"}
+# What running without each table means, said in its note.
+SALES_WITHOUT = {
+    "crm_activities": "the follow-up SLA falls back to crm_accounts.last_touch_at",
+    "opportunities": "no sales labels (opportunity_created, closed_won), no open-opportunity ineligibility",
+    "pql_feedback": "no rep feedback in the PQL rules",
+}
+
+
+def _sales_note(table: sa.Table, key: str) -> str:
+    return f"{table.name}: not in use (absent or empty), its checks were skipped; {SALES_WITHOUT[key]}"
+
+
+def validate_sales(
+    engine: sa.Engine, tables: SourceTables, settings: Settings, as_of: datetime, *, now: datetime
+) -> StageResult:
+    """The optional sales tables that are in use (`in_use`: present and holding rows), on database
+    aggregates: rows before as_of (activities by occurred_at, opportunities by created_at, decisions by
+    decided_at) that contradict the accounts or themselves, and rows anywhere in a table dated later
+    than `now` plus `validation.future_tolerance_minutes`. A table not in use is skipped with a note."""
+    suite = load_suite("sales")
+    future_after = now + timedelta(minutes=settings.validation.future_tolerance_minutes)
+    keys = list(SALES_BATCHES)
+    with _connected(engine, "source") as conn:
+        used = [key for key in keys if in_use(engine, getattr(tables, key))]
+        notes = [_sales_note(getattr(tables, key), key) for key in keys if key not in used]
+        if not used:
+            return _stage(suite, [], settings, complete=False, notes=notes)
+        columns, complete = _columns_batch(suite, conn, [getattr(tables, key) for key in used])
+        if not complete:
+            return _stage(suite, [columns], settings, complete=False, notes=notes)
+        conditions = queries.sales_conditions(tables, as_of, future_after, FEEDBACK_DECISIONS)
+        names = [SALES_BATCHES[key] for key in used]
+        batches = [columns] + [
+            run_batch(queries.sales_counts(conn, conditions, name), suite.batches[name]) for name in names
+        ]
+        failed = {check for batch in batches for check in batch.failed_checks()}
+        examples = {check: queries.sales_examples(conn, conditions, check, names) for check in failed}
+    return _stage(suite, batches, settings, complete=False, examples=examples, notes=notes)
 
 
 def validate_accounts(engine: sa.Engine, tables: SourceTables, settings: Settings) -> StageResult:

@@ -7,7 +7,8 @@ one row per event name and day, one row per plan name. The `*_examples` queries 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import pandas as pd
@@ -335,3 +336,128 @@ def account_examples(conn: sa.Connection, tables: SourceTables, check: str) -> l
             conn, sa.select(a.account_id, a.name).where(a.created_at.is_(None)).order_by(a.account_id)
         )
     return []
+
+
+# --- the optional sales tables --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SalesCondition:
+    """One kind of bad row in a sales table: the check it fails, the batch (table) it belongs to, the
+    rows to count and the columns that show one."""
+
+    check: str
+    batch: str
+    source: sa.FromClause
+    where: sa.ColumnElement[bool]
+    shown: tuple[sa.ColumnElement, ...]
+
+
+def sales_conditions(
+    tables: SourceTables, as_of: datetime, future_after: datetime, decisions: Sequence[str]
+) -> dict[str, SalesCondition]:
+    """The bad rows of the sales tables, by the counts column that holds their number. Rows dated at or
+    after as_of are not read by this run and not judged, except for a date later than `future_after`
+    (the run's start plus the tolerance), which is a clock or units error whatever the as_of."""
+    a, act, opp, fb = tables.accounts, tables.crm_activities, tables.opportunities, tables.pql_feedback
+    act_joined = act.outerjoin(a, a.c.account_id == act.c.account_id)
+    opp_joined = opp.outerjoin(a, a.c.account_id == opp.c.account_id)
+    fb_joined = fb.outerjoin(a, a.c.account_id == fb.c.account_id)
+    act_before, opp_before, fb_before = (
+        act.c.occurred_at < as_of,
+        opp.c.created_at < as_of,
+        fb.c.decided_at < as_of,
+    )
+    act_shown = (act.c.activity_id, act.c.account_id, act.c.occurred_at)
+    opp_shown = (opp.c.opportunity_id, opp.c.account_id, opp.c.created_at)
+    fb_shown = (fb.c.account_id, fb.c.owner, fb.c.decided_at, fb.c.decision)
+    return {
+        "unknown_account_activities": SalesCondition(
+            "sales.activities_known_accounts",
+            "activities",
+            act_joined,
+            sa.and_(act_before, a.c.account_id.is_(None)),
+            act_shown,
+        ),
+        "activities_before_account_created": SalesCondition(
+            "sales.activities_after_account_created",
+            "activities",
+            act_joined,
+            sa.and_(act_before, act.c.occurred_at < a.c.created_at),
+            (*act_shown, a.c.created_at.label("account_created_at")),
+        ),
+        "future_activities": SalesCondition(
+            "sales.not_in_future", "activities", act, act.c.occurred_at > future_after, act_shown
+        ),
+        "unknown_account_opportunities": SalesCondition(
+            "sales.opportunities_known_accounts",
+            "opportunities",
+            opp_joined,
+            sa.and_(opp_before, a.c.account_id.is_(None)),
+            opp_shown,
+        ),
+        "closed_before_created": SalesCondition(
+            "sales.opportunities_closed_after_created",
+            "opportunities",
+            opp,
+            sa.and_(opp_before, opp.c.closed_at < opp.c.created_at),
+            (*opp_shown, opp.c.closed_at),
+        ),
+        "won_without_closed_at": SalesCondition(
+            "sales.won_opportunities_closed",
+            "opportunities",
+            opp,
+            sa.and_(opp_before, opp.c.is_won.is_(True), opp.c.closed_at.is_(None)),
+            (*opp_shown, opp.c.stage, opp.c.is_won),
+        ),
+        "negative_amounts": SalesCondition(
+            "sales.amounts_not_negative",
+            "opportunities",
+            opp,
+            sa.and_(opp_before, opp.c.amount < 0),
+            (*opp_shown, opp.c.amount),
+        ),
+        "future_opportunities": SalesCondition(
+            "sales.not_in_future", "opportunities", opp, opp.c.created_at > future_after, opp_shown
+        ),
+        "unknown_account_feedback": SalesCondition(
+            "sales.feedback_known_accounts",
+            "feedback",
+            fb_joined,
+            sa.and_(fb_before, a.c.account_id.is_(None)),
+            fb_shown,
+        ),
+        "unknown_decisions": SalesCondition(
+            "sales.known_decisions",
+            "feedback",
+            fb,
+            # Compared exactly, as the PQL rules compare them: 'Accepted' written by a sync is ignored too.
+            sa.and_(fb_before, sa.or_(fb.c.decision.is_(None), fb.c.decision.not_in(list(decisions)))),
+            fb_shown,
+        ),
+        "future_feedback": SalesCondition(
+            "sales.not_in_future", "feedback", fb, fb.c.decided_at > future_after, fb_shown
+        ),
+    }
+
+
+def sales_counts(conn: sa.Connection, conditions: Mapping[str, SalesCondition], batch: str) -> pd.DataFrame:
+    """One row: the number of rows of each condition of `batch` (one sales table)."""
+    counts = {
+        name: _count(conn, sa.select(sa.func.count()).select_from(c.source).where(c.where))
+        for name, c in conditions.items()
+        if c.batch == batch
+    }
+    return pd.DataFrame({name: [count] for name, count in counts.items()})
+
+
+def sales_examples(
+    conn: sa.Connection, conditions: Mapping[str, SalesCondition], check: str, batches: Sequence[str]
+) -> list[str]:
+    """Up to EXAMPLES rows behind a failed sales check, from the tables (`batches`) that were checked."""
+    found: list[str] = []
+    for c in conditions.values():
+        if c.check == check and c.batch in batches:
+            query = sa.select(*c.shown).select_from(c.source).where(c.where).order_by(*c.shown)
+            found += _examples(conn, query)
+    return found[:EXAMPLES]

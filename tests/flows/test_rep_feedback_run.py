@@ -191,3 +191,13 @@ def test_after_the_cooldown_a_disqualified_account_that_still_qualifies_is_back_
     during, back = _row(nights.night_2, nights.unfit), _row(nights.after_cooldown, nights.unfit)
     assert not during["is_pql"]
     assert back["is_pql"] and back["first_pql_at"] == AFTER_COOLDOWN and pd.isna(back["left_reason"])
+
+
+def test_the_nightly_validates_the_feedback_table_it_reads_and_notes_the_sales_tables_it_lacks(
+    nights: Nights, database_url: str
+) -> None:
+    runs = _frame(database_url, "runs").sort_values("as_of")
+    stages = json.loads(runs["validation_json"].iloc[-1])["stages"]
+    sales = next(stage for stage in stages if stage["stage"] == "sales")
+    assert {"sales.known_decisions", "sales.feedback_known_accounts"} <= set(sales["passed"])
+    assert [note.split(":")[0] for note in sales["notes"]] == ["crm_activities", "opportunities"]

@@ -267,6 +267,28 @@ CASES = {
         ),
         fails_on("plan_changes.known_plans"),
     ),
+    "an activity before its account existed": (
+        lambda p: p.source(
+            "INSERT INTO crm_activities (activity_id, account_id, owner, occurred_at, activity_type) "
+            "VALUES ('act-1', 'demo-a000001', 'rep', TIMESTAMP '2001-01-01 09:00:00', 'call')"
+        ),
+        warns_on("sales.activities_after_account_created"),
+    ),
+    "an opportunity closed before it was created": (
+        lambda p: p.source(
+            "INSERT INTO opportunities (opportunity_id, account_id, created_at, stage, closed_at, is_won) "
+            f"VALUES ('opp-1', 'demo-a000002', TIMESTAMP '{NEWEST_DAY:%Y-%m-%d} 08:00:00', 'lost', "
+            f"TIMESTAMP '{NEWEST_DAY - timedelta(days=3):%Y-%m-%d} 08:00:00', false)"
+        ),
+        warns_on("sales.opportunities_closed_after_created"),
+    ),
+    "an unknown rep decision": (
+        lambda p: p.source(
+            "INSERT INTO pql_feedback (account_id, owner, decided_at, decision) "
+            f"VALUES ('demo-a000003', 'rep', TIMESTAMP '{NEWEST_DAY:%Y-%m-%d} 08:00:00', 'maybe')"
+        ),
+        warns_on("sales.known_decisions"),
+    ),
     "a CRM table whose schema differs": (
         lambda p: p.crm("ALTER TABLE pql_scores RENAME COLUMN playbook TO sales_play"),
         fails_on("crm.table_schema"),

@@ -22,9 +22,9 @@ def _name(path: Path) -> str:
     return ".".join(path.relative_to(EXPECTATIONS).with_suffix("").parts)
 
 
-def test_there_is_one_suite_file_per_batch_of_the_seven_stages() -> None:
+def test_there_is_one_suite_file_per_batch_of_the_eight_stages() -> None:
     stages = {path.parent.name for path in FILES}
-    assert stages == {"events", "plan_changes", "accounts", "crm", "features", "scores", "output"}
+    assert stages == {"events", "plan_changes", "accounts", "sales", "crm", "features", "scores", "output"}
     assert {_name(path) for path in FILES} == {
         batch.suite_name for stage in stages for batch in load_suite(stage).batches.values()
     }
