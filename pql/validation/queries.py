@@ -431,8 +431,14 @@ def sales_conditions(
             "sales.known_decisions",
             "feedback",
             fb,
-            # Compared exactly, as the PQL rules compare them: 'Accepted' written by a sync is ignored too.
-            sa.and_(fb_before, sa.or_(fb.c.decision.is_(None), fb.c.decision.not_in(list(decisions)))),
+            # Case-blind and trimmed, as the PQL rules read them: 'Accepted' written by a sync counts.
+            sa.and_(
+                fb_before,
+                sa.or_(
+                    fb.c.decision.is_(None),
+                    sa.func.lower(sa.func.trim(fb.c.decision)).not_in(list(decisions)),
+                ),
+            ),
             fb_shown,
         ),
         "future_feedback": SalesCondition(

@@ -132,13 +132,20 @@ def test_a_negative_amount_warns(any_world: World) -> None:
     assert "amount=-50" in check.failures[0].examples[0]
 
 
-@pytest.mark.parametrize("decision", ["maybe", "Accepted", None])
+@pytest.mark.parametrize("decision", ["maybe", "snoozed", None])
 def test_a_decision_the_rules_cannot_use_warns(world: World, decision: str | None) -> None:
     world.insert(
         "pql_feedback", [FEEDBACK, {**FEEDBACK, "decided_at": AS_OF - 2 * DAY, "decision": decision}]
     )
     check = validated(world).check("sales.known_decisions")
     assert (check.status, check.rows) == ("warned", 1)
+
+
+def test_a_decision_in_another_case_passes_as_the_rules_read_it(world: World) -> None:
+    world.insert(
+        "pql_feedback", [FEEDBACK, {**FEEDBACK, "decided_at": AS_OF - 2 * DAY, "decision": " Accepted"}]
+    )
+    assert validated(world).check("sales.known_decisions").status == "passed"
 
 
 def test_an_unknown_decision_warns_on_each_database(any_world: World) -> None:
