@@ -10,9 +10,10 @@ import typer
 from pql.commands import cli_errors, console, settings_of
 from pql.commands.models import outcome_lines
 from pql.commands.progress import progress_bar
-from pql.commands.run import flow_config, print_summary, quiet_prefect, run_flow
+from pql.commands.run import flow_config, print_summary
 from pql.db import databases, redacted
 from pql.demo.world import write_demo_world
+from pql.flows.runner import quiet_prefect, run_flow
 from pql.schema import create_tables
 
 

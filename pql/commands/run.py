@@ -20,15 +20,7 @@ from pql.commands import cli_errors, console, errors, instant_option, settings_o
 from pql.commands.output import JSON_HELP, print_json, records, warn
 from pql.commands.progress import prefect_console_on, progress_bar
 from pql.config import config_path
-from pql.flows.runner import (  # noqa: F401 (re-exported: the commands run flows through these)
-    EPHEMERAL_ATTEMPTS,
-    QUIET_PREFECT,
-    PrefectApiUnavailable,
-    import_run_stacks,
-    prefect_api,
-    quiet_prefect,
-    run_flow,
-)
+from pql.flows.runner import quiet_prefect, run_flow
 
 if TYPE_CHECKING:
     from pql.flows.summary import RunSummary

@@ -16,12 +16,12 @@ import sqlalchemy as sa
 from prefect.client.orchestration import get_client
 from prefect.testing.utilities import prefect_test_harness
 
-from pql.commands.run import QUIET_PREFECT
 from pql.config import Settings, TablesConfig, load_settings
 from pql.db import create_engine
 from pql.demo.world import write_demo_world
 from pql.flows.artifacts import artifact_key
 from pql.flows.nightly import nightly
+from pql.flows.runner import QUIET_PREFECT
 from pql.flows.summary import RunSummary
 from pql.schema import create_tables, output_tables, source_tables
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import duckdb
 import pytest
 
-from pql.commands.run import run_flow
 from pql.db import DataError
+from pql.flows.runner import run_flow
 
 
 def _raise(error: Exception) -> None:

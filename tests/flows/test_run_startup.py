@@ -15,8 +15,8 @@ import pytest
 from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_ENABLED, temporary_settings
 from released_together import released_together
 
-from pql.commands.run import EPHEMERAL_ATTEMPTS, PrefectApiUnavailable, prefect_api
 from pql.flows import server
+from pql.flows.runner import EPHEMERAL_ATTEMPTS, PrefectApiUnavailable, prefect_api
 
 # A run of a one-task flow, as `pql score` makes it, recording every module a thread other than the
 # main one imports (the audit hook sees each first import, in the importing thread).
@@ -32,7 +32,7 @@ sys.addaudithook(hook)
 if len(sys.argv) > 1:
     print("ready", flush=True)
     sys.stdin.readline()
-from pql.commands.run import quiet_prefect, run_flow
+from pql.flows.runner import quiet_prefect, run_flow
 quiet_prefect()
 from prefect import flow, task
 import pql.flows.nightly

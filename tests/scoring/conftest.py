@@ -6,16 +6,20 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import typer
+from rich.console import Console
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OrdinalEncoder
 from threadpoolctl import threadpool_limits
 
+from pql.commands import pqls
 from pql.config import Settings
 from pql.features.catalog import key_event_columns, model_columns
 from pql.models.encoded import EncodedModel, encoded_model
@@ -172,3 +176,25 @@ def paid_features(scoring_features: pd.DataFrame) -> tuple[pd.DataFrame, np.ndar
     paid = np.arange(len(scoring_features)) % 4 == 0
     plan = np.where(paid, "paid", scoring_features["plan"])
     return scoring_features.assign(plan=plan, is_eligible=~paid), paid
+
+
+@pytest.fixture
+def app(monkeypatch: pytest.MonkeyPatch) -> typer.Typer:
+    """A CLI with only `pql pqls`, printing to a 160-column terminal so reasons stay on one line."""
+    monkeypatch.setattr(pqls, "console", Console(width=160))
+    app = typer.Typer()
+
+    @app.callback()
+    def main() -> None:
+        """pql"""
+
+    pqls.register(app)
+    return app
+
+
+@pytest.fixture
+def databases(tmp_path: Path) -> tuple[str, str]:
+    """Separate source and CRM databases named in ./pql.toml (the test's working directory)."""
+    source, crm = f"duckdb:///{tmp_path / 'source.duckdb'}", f"sqlite:///{tmp_path / 'crm.sqlite'}"
+    Path("pql.toml").write_text(f'source_url = "{source}"\ncrm_url = "{crm}"\n', encoding="utf-8")
+    return source, crm

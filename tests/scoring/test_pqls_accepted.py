@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from pathlib import Path
 
 import pandas as pd
 import pytest
 import typer
-from rich.console import Console
 from typer.testing import CliRunner
 
-from pql.commands import pqls
 from pql.config import load_settings
 from pql.db import create_engine
 from pql.schema import create_tables, output_tables
@@ -39,26 +36,20 @@ def listed_pql(account_id: str, score: float, *, accepted: bool) -> dict:
 
 
 @pytest.fixture
-def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> typer.Typer:
-    """`pql pqls` on a current list (named in ./pql.toml) of two PQLs: "owned" accepted, "fresh" not."""
-    crm = f"sqlite:///{tmp_path / 'crm.sqlite'}"
-    Path("pql.toml").write_text(f'source_url = "{crm}"\ncrm_url = "{crm}"\n', encoding="utf-8")
-    engine = create_engine(crm)
+def listed(app: typer.Typer, databases: tuple[str, str]) -> typer.Typer:
+    """`pql pqls` on a current list of two PQLs: "owned" accepted, "fresh" not."""
+    engine = create_engine(databases[1])
     tables = output_tables(load_settings().tables)
     create_tables(engine, tables)
     rows = pd.DataFrame([listed_pql("owned", 90, accepted=True), listed_pql("fresh", 70, accepted=False)])
     run = {"run_id": "r1", "as_of": AS_OF, "started_at": AS_OF, "model_version": "m1"}
     write_run(engine, tables, rows, run)
     engine.dispose()
-    monkeypatch.setattr(pqls, "console", Console(width=160))
-    app = typer.Typer()
-    app.callback()(lambda: None)
-    pqls.register(app)
     return app
 
 
-def test_pqls_marks_each_pql_sales_accepted_and_only_those(app: typer.Typer) -> None:
-    result = CliRunner().invoke(app, ["pqls"])
+def test_pqls_marks_each_pql_sales_accepted_and_only_those(listed: typer.Typer) -> None:
+    result = CliRunner().invoke(listed, ["pqls"])
 
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
@@ -69,8 +60,8 @@ def test_pqls_marks_each_pql_sales_accepted_and_only_those(app: typer.Typer) -> 
     assert owned_at < lines.index(marked[0]) < fresh_at
 
 
-def test_pqls_json_says_which_pqls_sales_accepted(app: typer.Typer) -> None:
-    result = CliRunner().invoke(app, ["pqls", "--json"])
+def test_pqls_json_says_which_pqls_sales_accepted(listed: typer.Typer) -> None:
+    result = CliRunner().invoke(listed, ["pqls", "--json"])
 
     assert result.exit_code == 0, result.output
     listed = json.loads(result.stdout)["pqls"]

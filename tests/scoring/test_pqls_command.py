@@ -3,44 +3,17 @@
 from __future__ import annotations
 
 from datetime import datetime
-from pathlib import Path
 
 import pandas as pd
-import pytest
-import typer
-from rich.console import Console
 from typer.testing import CliRunner
 
 from pql.bulk import bulk_insert
-from pql.commands import pqls
 from pql.config import load_settings
 from pql.db import create_engine
 from pql.schema import create_tables, output_tables, source_tables
 from pql.scoring.writeback import write_run
 
 AS_OF = datetime(2024, 6, 3)
-
-
-@pytest.fixture
-def app(monkeypatch: pytest.MonkeyPatch) -> typer.Typer:
-    """A CLI with only `pql pqls`, printing to a 160-column terminal so reasons stay on one line."""
-    monkeypatch.setattr(pqls, "console", Console(width=160))
-    app = typer.Typer()
-
-    @app.callback()
-    def main() -> None:
-        """pql"""
-
-    pqls.register(app)
-    return app
-
-
-@pytest.fixture
-def databases(tmp_path: Path) -> tuple[str, str]:
-    """Separate source and CRM databases named in ./pql.toml (the test's working directory)."""
-    source, crm = f"duckdb:///{tmp_path / 'source.duckdb'}", f"sqlite:///{tmp_path / 'crm.sqlite'}"
-    Path("pql.toml").write_text(f'source_url = "{source}"\ncrm_url = "{crm}"\n', encoding="utf-8")
-    return source, crm
 
 
 def pql_row(account_id: str, score: float, owner: str, *, plan_trial: bool = False) -> dict:

@@ -3,35 +3,10 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
-import pytest
 import typer
-from rich.console import Console
 from test_pqls_command import AS_OF, paid_row, pql_row, write_list
 from typer.testing import CliRunner, Result
-
-from pql.commands import pqls
-
-
-@pytest.fixture
-def app(monkeypatch: pytest.MonkeyPatch) -> typer.Typer:
-    monkeypatch.setattr(pqls, "console", Console(width=160))
-    app = typer.Typer()
-
-    @app.callback()
-    def main() -> None:
-        """pql"""
-
-    pqls.register(app)
-    return app
-
-
-@pytest.fixture
-def databases(tmp_path: Path) -> tuple[str, str]:
-    source, crm = f"duckdb:///{tmp_path / 'source.duckdb'}", f"sqlite:///{tmp_path / 'crm.sqlite'}"
-    Path("pql.toml").write_text(f'source_url = "{source}"\ncrm_url = "{crm}"\n', encoding="utf-8")
-    return source, crm
 
 
 def invoke(app: typer.Typer, *args: str) -> Result:
